@@ -1,0 +1,3 @@
+//! Images: pull, push, unpack, import/export.
+
+pub mod unpack;

@@ -1,0 +1,1 @@
+//! OCI distribution client (written by the registry work item).
