@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn rejects_bad_digests_naming_them() {
         assert!(matches!("abc".parse::<Digest>(), Err(DigestError::NoAlgorithm(s)) if s == "abc"));
-        assert!(matches!("sha512:00".parse::<Digest>(), Err(DigestError::Algorithm(_))));
+        assert!(matches!(
+            "sha512:00".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
         assert!(matches!(upper.parse::<Digest>(), Err(DigestError::Encoding(_))));
         // a path traversal attempt never becomes a digest

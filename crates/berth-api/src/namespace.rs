@@ -9,7 +9,9 @@ use std::str::FromStr;
 pub struct Namespace(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("namespace {0:?} is invalid: use 1-76 characters of a-z, 0-9, '.', '-' and '_', starting and ending with a letter or digit")]
+#[error(
+    "namespace {0:?} is invalid: use 1-76 characters of a-z, 0-9, '.', '-' and '_', starting and ending with a letter or digit"
+)]
 pub struct NamespaceError(pub String);
 
 impl Namespace {
