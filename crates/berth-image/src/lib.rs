@@ -1,3 +1,124 @@
-//! Images: pull, push, unpack, import/export.
+//! Images: pull from and push to registries, unpack layers into snapshots,
+//! import and export archives, look images up by name or id.
+//!
+//! Everything goes through [`Images`], which pairs the store with a registry
+//! client.
 
+mod archive;
+mod error;
+mod layer;
+pub mod media;
+mod pull;
+mod push;
 pub mod unpack;
+
+use std::sync::Arc;
+
+use berth_api::{Digest, Namespace};
+use berth_store::{ImageRecord, Store};
+
+pub use error::ImageError;
+pub use pull::{LayerEvent, Progress, PullOptions, PullReport};
+pub use push::PushReport;
+
+/// The image service: one per process, cheap to share.
+#[derive(Clone)]
+pub struct Images {
+    store: Arc<Store>,
+    client: berth_registry::Client,
+}
+
+impl Images {
+    pub fn new(store: Arc<Store>, client: berth_registry::Client) -> Images {
+        Images { store, client }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Finds an image by name (`busybox`, `host/repo:tag`, normalized like a
+    /// pull), by full digest, or by an unambiguous id prefix of at least 4
+    /// hex characters (as `docker` accepts).
+    pub fn lookup(&self, ns: &Namespace, name_or_id: &str) -> Result<ImageRecord, ImageError> {
+        if let Ok(r) = berth_registry::Reference::parse(name_or_id) {
+            match self.store.get_image(ns, &r.to_string()) {
+                Ok(img) => return Ok(img),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Ok(img) = self.store.get_image(ns, name_or_id) {
+            return Ok(img);
+        }
+        let prefix = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
+        if prefix.len() >= 4 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<ImageRecord> = self
+                .store
+                .list_images(ns)?
+                .into_iter()
+                .filter(|i| {
+                    i.digest.hex().starts_with(prefix)
+                        || self.config_digest(i).is_some_and(|c| c.hex().starts_with(prefix))
+                })
+                .collect();
+            let first = hits.first().map(|i| i.digest.clone());
+            if !hits.is_empty() && hits.iter().all(|i| Some(&i.digest) == first.as_ref()) {
+                return Ok(hits.into_iter().next().expect("non-empty"));
+            }
+        }
+        Err(ImageError::NotFound(format!("{name_or_id} (namespace {ns})")))
+    }
+
+    /// The config digest of the image's manifest for this host (its "image id").
+    pub fn config_digest(&self, img: &ImageRecord) -> Option<Digest> {
+        self.manifest_for_host(&img.digest, &img.media_type)
+            .ok()
+            .map(|m| m.config.digest)
+    }
+
+    /// Resolves an index to the local manifest for this platform.
+    pub fn manifest_for_host(
+        &self,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<media::Manifest, ImageError> {
+        let bytes = self.store.content().read(digest)?;
+        match media::parse_manifest(media_type, &bytes)
+            .map_err(|e| ImageError::malformed("manifest", digest, e))?
+        {
+            media::Parsed::Manifest(m) => Ok(m),
+            media::Parsed::Index(idx) => {
+                let d = self.local_manifest(digest, &idx)?;
+                self.manifest_for_host(&d.digest, &d.media_type)
+            }
+        }
+    }
+
+    /// The index entry to use on this machine: the host's platform if it was
+    /// pulled, else whichever platform was (`pull --platform` of a foreign image).
+    pub(crate) fn local_manifest(
+        &self,
+        index: &Digest,
+        idx: &media::Index,
+    ) -> Result<media::Descriptor, ImageError> {
+        let host = media::Platform::host();
+        let local = |d: &&media::Descriptor| self.store.content().exists(&d.digest);
+        idx.manifests
+            .iter()
+            .filter(local)
+            .find(|d| d.platform.as_ref().is_none_or(|p| p.matches(&host)))
+            .or_else(|| idx.manifests.iter().find(local))
+            .cloned()
+            .ok_or_else(|| ImageError::malformed("index", index, "none of its manifests is stored locally"))
+    }
+
+    /// Reads and parses an image's config.
+    pub fn config(&self, img: &ImageRecord) -> Result<(Digest, media::ImageConfig), ImageError> {
+        let m = self.manifest_for_host(&img.digest, &img.media_type)?;
+        let bytes = self.store.content().read(&m.config.digest)?;
+        let cfg = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::malformed("image config", &m.config.digest, e))?;
+        Ok((m.config.digest, cfg))
+    }
+}

@@ -1,0 +1,465 @@
+//! Import and export of image archives: OCI image layout tars (skopeo's
+//! oci-archive, containerd's export) and `docker save` tars (classic and the
+//! OCI-layout-based format of Docker 25+).
+//!
+//! Import is one pass over the tar, so it also works from a pipe: every file
+//! goes straight into the content store (blobs/sha256/<hex> entries verified
+//! against their names), and only the small JSON index files stay in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+
+use berth_api::{Digest, Namespace};
+use berth_registry::Reference;
+use berth_store::{ImageRecord, Lease, Resource};
+use serde::{Deserialize, Serialize};
+
+use crate::media::{self, Descriptor, Parsed};
+use crate::{ImageError, Images};
+
+const NAME_ANNOTATION: &str = "io.containerd.image.name";
+const REF_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// index.json, manifest.json and friends; anything larger is not an index.
+const MAX_INDEX_FILE: u64 = 16 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DockerEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+fn archive_err(msg: impl Into<String>) -> ImageError {
+    ImageError::Archive(msg.into())
+}
+
+impl Images {
+    /// Loads every image of an archive into `ns`. Images the archive names
+    /// only by a tag get `base_name` as their repository.
+    pub fn import<R: Read>(
+        &self,
+        ns: &Namespace,
+        reader: R,
+        base_name: Option<&str>,
+    ) -> Result<Vec<ImageRecord>, ImageError> {
+        let lease = self
+            .store
+            .create_lease(ns, std::time::Duration::from_secs(3600))?;
+        let res = self.import_leased(ns, reader, base_name, &lease);
+        if let Err(e) = self.store.delete_lease(&lease) {
+            tracing::warn!(error = %e, "could not end import lease; gc ends it when it expires");
+        }
+        res
+    }
+
+    fn import_leased<R: Read>(
+        &self,
+        ns: &Namespace,
+        reader: R,
+        base_name: Option<&str>,
+        lease: &Lease,
+    ) -> Result<Vec<ImageRecord>, ImageError> {
+        let mut files: HashMap<String, Digest> = HashMap::new();
+        let mut links: HashMap<String, String> = HashMap::new();
+        let mut small: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries()
+            .map_err(|e| archive_err(format!("read archive: {e}")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| archive_err(format!("read archive: {e}")))?;
+            let path = clean(&entry.path_bytes());
+            let kind = entry.header().entry_type();
+            if kind.is_symlink() || kind.is_hard_link() {
+                // Classic docker save links identical layers to one copy.
+                if let Some(target) = entry.link_name_bytes() {
+                    let t = clean(&target);
+                    let resolved = if kind.is_symlink() {
+                        join_relative(&path, &t)
+                    } else {
+                        t
+                    };
+                    links.insert(path, resolved);
+                }
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            if matches!(
+                path.as_str(),
+                "index.json" | "manifest.json" | "oci-layout" | "repositories"
+            ) {
+                if entry.size() > MAX_INDEX_FILE {
+                    return Err(archive_err(format!(
+                        "archive entry {path}: {} bytes is too large",
+                        entry.size()
+                    )));
+                }
+                let mut buf = Vec::with_capacity(entry.size() as usize);
+                entry
+                    .read_to_end(&mut buf)
+                    .map_err(|e| archive_err(format!("archive entry {path}: {e}")))?;
+                small.insert(path, buf);
+                continue;
+            }
+            let expected = match path.strip_prefix("blobs/") {
+                Some(rest) => Some(
+                    rest.replacen('/', ":", 1)
+                        .parse::<Digest>()
+                        .map_err(|e| archive_err(format!("archive entry {path}: {e}")))?,
+                ),
+                None => None,
+            };
+            if let Some(d) = &expected {
+                self.store.lease_add(lease, &Resource::Blob(d.clone()))?;
+            }
+            let mut ingest = self
+                .store
+                .content()
+                .ingest(expected.clone(), Some(entry.size()))?;
+            std::io::copy(&mut entry, &mut ingest)
+                .map_err(|e| archive_err(format!("archive entry {path}: {e}")))?;
+            let d = ingest
+                .commit()
+                .map_err(|e| archive_err(format!("archive entry {path}: {e}")))?;
+            if expected.is_none() {
+                self.store.lease_add(lease, &Resource::Blob(d.clone()))?;
+            }
+            files.insert(path, d);
+        }
+        let resolve = |p: &str| -> Result<Digest, ImageError> {
+            let mut p = clean(p.as_bytes());
+            for _ in 0..16 {
+                if let Some(d) = files.get(&p) {
+                    return Ok(d.clone());
+                }
+                match links.get(&p) {
+                    Some(t) => p = t.clone(),
+                    None => break,
+                }
+            }
+            Err(archive_err(format!("archive has no file {p}")))
+        };
+
+        if let Some(index) = small.get("index.json") {
+            let idx: media::Index =
+                serde_json::from_slice(index).map_err(|e| archive_err(format!("index.json: {e}")))?;
+            let mut out = Vec::new();
+            for desc in &idx.manifests {
+                let name = image_name(desc, base_name)?;
+                if !self.store.content().exists(&desc.digest) {
+                    return Err(archive_err(format!(
+                        "index.json names {} which the archive lacks",
+                        desc.digest
+                    )));
+                }
+                self.unpack_local(lease, desc)?;
+                out.push(self.record(ns, &name, desc)?);
+            }
+            return Ok(out);
+        }
+        let Some(manifest) = small.get("manifest.json") else {
+            return Err(archive_err(
+                "archive has neither index.json (OCI layout) nor manifest.json (docker save)",
+            ));
+        };
+        let entries: Vec<DockerEntry> =
+            serde_json::from_slice(manifest).map_err(|e| archive_err(format!("manifest.json: {e}")))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let config = resolve(&entry.config)?;
+            let mut layers = Vec::new();
+            for l in &entry.layers {
+                let d = resolve(l)?;
+                let size = self.store.content().size(&d)?;
+                layers.push(Descriptor::new(
+                    layer_media_type(&self.store.content().open_blob(&d)?)?,
+                    d,
+                    size,
+                ));
+            }
+            let m = media::Manifest {
+                schema_version: 2,
+                media_type: Some(media::OCI_MANIFEST.into()),
+                config: Descriptor::new(
+                    media::OCI_CONFIG,
+                    config.clone(),
+                    self.store.content().size(&config)?,
+                ),
+                layers,
+                annotations: BTreeMap::new(),
+            };
+            let bytes = serde_json::to_vec(&m).expect("manifest serializes");
+            let digest = self.store.content().write_all(&bytes, None)?;
+            self.store.lease_add(lease, &Resource::Blob(digest.clone()))?;
+            let desc = Descriptor::new(media::OCI_MANIFEST, digest, bytes.len() as u64);
+            self.unpack_local(lease, &desc)?;
+            let tags = entry.repo_tags.unwrap_or_default();
+            if tags.is_empty() {
+                let Some(base) = base_name else {
+                    return Err(archive_err(format!(
+                        "manifest.json entry {} has no RepoTags: give a name with --name",
+                        entry.config
+                    )));
+                };
+                out.push(self.record(ns, &Reference::parse(base)?.to_string(), &desc)?);
+            }
+            for t in tags {
+                out.push(self.record(ns, &Reference::parse(&t)?.to_string(), &desc)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn record(&self, ns: &Namespace, name: &str, desc: &Descriptor) -> Result<ImageRecord, ImageError> {
+        let img = ImageRecord {
+            name: name.to_string(),
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: desc.size,
+            created: 0,
+            updated: 0,
+            labels: BTreeMap::new(),
+        };
+        self.store.put_image(ns, &img)?;
+        Ok(self.store.get_image(ns, name)?)
+    }
+
+    /// Unpacks (in parallel) every layer of a locally stored image and records
+    /// its references for gc.
+    fn unpack_local(&self, lease: &Lease, top: &Descriptor) -> Result<(), ImageError> {
+        let bytes = self.store.content().read(&top.digest)?;
+        let manifest_digest = match media::parse_manifest(&top.media_type, &bytes)
+            .map_err(|e| ImageError::malformed("manifest", &top.digest, e))?
+        {
+            Parsed::Manifest(_) => top.digest.clone(),
+            Parsed::Index(idx) => {
+                let present: Vec<Resource> = idx
+                    .manifests
+                    .iter()
+                    .filter(|d| self.store.content().exists(&d.digest))
+                    .map(|d| Resource::Blob(d.digest.clone()))
+                    .collect();
+                self.store
+                    .add_refs(&Resource::Blob(top.digest.clone()), &present)?;
+                self.local_manifest(&top.digest, &idx)?.digest
+            }
+        };
+        let manifest = self.manifest_for_host(&top.digest, &top.media_type)?;
+        let cfg_bytes = self.store.content().read(&manifest.config.digest)?;
+        let config: media::ImageConfig = serde_json::from_slice(&cfg_bytes)
+            .map_err(|e| ImageError::malformed("image config", &manifest.config.digest, e))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(ImageError::malformed(
+                "image config",
+                &manifest.config.digest,
+                format!(
+                    "{} diff_ids for {} layers",
+                    config.rootfs.diff_ids.len(),
+                    manifest.layers.len()
+                ),
+            ));
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = manifest
+                .layers
+                .iter()
+                .zip(&config.rootfs.diff_ids)
+                .map(|(l, d)| s.spawn(move || self.ensure_snapshot(lease, l, d)))
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().expect("unpack thread panicked"))
+        })?;
+        self.record_refs(&manifest_digest, &manifest, &config)
+    }
+
+    /// Writes the images to `w` as an OCI image layout tar that also carries
+    /// docker's manifest.json, so both `berth image import` and `docker load`
+    /// read it.
+    pub fn export<W: Write>(&self, ns: &Namespace, names: &[String], w: W) -> Result<(), ImageError> {
+        let mut tar = tar::Builder::new(w);
+        let mut written: Vec<Digest> = Vec::new();
+        let mut index = media::Index {
+            schema_version: 2,
+            media_type: Some(media::OCI_INDEX.into()),
+            manifests: Vec::new(),
+            annotations: BTreeMap::new(),
+        };
+        let mut docker: Vec<DockerEntry> = Vec::new();
+        let io = |e: std::io::Error| ImageError::Io {
+            context: "write archive".into(),
+            source: e,
+        };
+        append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io)?;
+        for name in names {
+            let img = self.lookup(ns, name)?;
+            let mut blobs = vec![img.digest.clone()];
+            let bytes = self.store.content().read(&img.digest)?;
+            if let Parsed::Index(idx) = media::parse_manifest(&img.media_type, &bytes)
+                .map_err(|e| ImageError::malformed("manifest", &img.digest, e))?
+            {
+                blobs.extend(
+                    idx.manifests
+                        .iter()
+                        .filter(|d| self.store.content().exists(&d.digest))
+                        .map(|d| d.digest.clone()),
+                );
+            }
+            let m = self.manifest_for_host(&img.digest, &img.media_type)?;
+            blobs.push(m.config.digest.clone());
+            blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
+            for d in blobs {
+                if written.contains(&d) {
+                    continue;
+                }
+                let f = self.store.content().open_blob(&d)?;
+                let size = f.metadata().map_err(io)?.len();
+                let mut h = tar::Header::new_ustar();
+                h.set_size(size);
+                h.set_mode(0o444);
+                h.set_mtime(0);
+                tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), f)
+                    .map_err(io)?;
+                written.push(d);
+            }
+            let reference = Reference::parse(&img.name).ok();
+            let mut desc = Descriptor::new(&img.media_type, img.digest.clone(), img.size);
+            desc.annotations.insert(NAME_ANNOTATION.into(), img.name.clone());
+            if let Some(tag) = reference.as_ref().and_then(|r| r.tag.clone()) {
+                desc.annotations.insert(REF_ANNOTATION.into(), tag);
+            }
+            index.manifests.push(desc);
+            docker.push(DockerEntry {
+                config: format!("blobs/sha256/{}", m.config.digest.hex()),
+                repo_tags: Some(
+                    reference
+                        .iter()
+                        .filter(|r| r.tag.is_some())
+                        .map(|r| r.familiar())
+                        .collect(),
+                ),
+                layers: m
+                    .layers
+                    .iter()
+                    .map(|l| format!("blobs/sha256/{}", l.digest.hex()))
+                    .collect(),
+            });
+        }
+        append(
+            &mut tar,
+            "index.json",
+            &serde_json::to_vec(&index).expect("index serializes"),
+        )
+        .map_err(io)?;
+        append(
+            &mut tar,
+            "manifest.json",
+            &serde_json::to_vec(&docker).expect("manifest serializes"),
+        )
+        .map_err(io)?;
+        tar.into_inner().map_err(io)?.flush().map_err(io)?;
+        Ok(())
+    }
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    tar.append_data(&mut h, name, data)
+}
+
+/// The name an index.json entry gives its image.
+fn image_name(desc: &Descriptor, base: Option<&str>) -> Result<String, ImageError> {
+    if let Some(n) = desc.annotations.get(NAME_ANNOTATION) {
+        return Ok(Reference::parse(n)?.to_string());
+    }
+    match (desc.annotations.get(REF_ANNOTATION), base) {
+        // A full reference (docker's and some tools' habit).
+        (Some(r), _) if r.contains('/') => Ok(Reference::parse(r)?.to_string()),
+        (Some(tag), Some(base)) => {
+            let mut r = Reference::parse(base)?;
+            r.tag = Some(tag.clone());
+            r.digest = None;
+            Ok(r.to_string())
+        }
+        (None, Some(base)) => Ok(Reference::parse(base)?.to_string()),
+        (Some(tag), None) => Err(archive_err(format!(
+            "index.json entry {} is named only by tag {tag:?}: give a name with --name",
+            desc.digest
+        ))),
+        (None, None) => Err(archive_err(format!(
+            "index.json entry {} has no name: give one with --name",
+            desc.digest
+        ))),
+    }
+}
+
+/// Media type of a layer blob from its first bytes (docker save does not say).
+fn layer_media_type(f: &std::fs::File) -> Result<&'static str, ImageError> {
+    let mut magic = [0u8; 4];
+    let n = std::os::unix::fs::FileExt::read_at(f, &mut magic, 0).map_err(|e| ImageError::Io {
+        context: "read layer".into(),
+        source: e,
+    })?;
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => media::OCI_LAYER_GZIP,
+        [0x28, 0xb5, 0x2f, 0xfd] => media::OCI_LAYER_ZSTD,
+        _ => media::OCI_LAYER_TAR,
+    })
+}
+
+fn clean(p: &[u8]) -> String {
+    let s = String::from_utf8_lossy(p);
+    let mut parts: Vec<&str> = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+fn join_relative(from: &str, target: &str) -> String {
+    let dir = from.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    clean(format!("{dir}/{target}").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_within_the_archive() {
+        assert_eq!(clean(b"./blobs/sha256/ab"), "blobs/sha256/ab");
+        assert_eq!(clean(b"../../etc/passwd"), "etc/passwd");
+        assert_eq!(
+            join_relative("abc/layer.tar", "../def/layer.tar"),
+            "def/layer.tar"
+        );
+    }
+
+    #[test]
+    fn names_from_annotations() {
+        let mut d = Descriptor::new(media::OCI_MANIFEST, Digest::from_sha256(&[1; 32]), 1);
+        d.annotations.insert(REF_ANNOTATION.into(), "v1".into());
+        assert_eq!(
+            image_name(&d, Some("example.com/app")).unwrap(),
+            "example.com/app:v1"
+        );
+        let err = image_name(&d, None).unwrap_err().to_string();
+        assert!(err.contains("\"v1\"") && err.contains("--name"), "{err}");
+        d.annotations.insert(NAME_ANNOTATION.into(), "busybox:1".into());
+        assert_eq!(image_name(&d, None).unwrap(), "docker.io/library/busybox:1");
+    }
+}

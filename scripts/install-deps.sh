@@ -1,0 +1,77 @@
+#!/bin/bash
+# install-deps.sh - install what berth's build and tests need on Debian 12 (as root).
+#
+# Debian packages: the build (compiler, pkg-config, protoc, libseccomp), the test
+# fixtures (busybox-static, umoci, skopeo, docker-registry, openssl, zstd, jq, curl),
+# and the peers the tests compare with or call (runc, crun, CNI plugins, iproute2).
+# Rust: used as found (~/.cargo/bin or PATH); only when cargo is missing is a toolchain
+# installed, through rustup.  cargo-nextest is installed from crates.io when missing;
+# scripts/test.sh falls back to `cargo test` without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "install-deps.sh: $*" >&2; }
+
+PACKAGES=(
+  build-essential pkg-config protobuf-compiler libseccomp-dev # build
+  busybox-static skopeo umoci docker-registry                 # test images and registry
+  openssl zstd jq curl ca-certificates                        # make-images.sh helpers
+  runc crun containernetworking-plugins iproute2              # runtimes, CNI, netns
+)
+
+[ "$(id -u)" = 0 ] || { say "run as root (sudo $0)"; exit 1; }
+
+export DEBIAN_FRONTEND=noninteractive
+say "apt-get install ${PACKAGES[*]}"
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+
+# --- Rust -------------------------------------------------------------------
+for d in "${CARGO_HOME:-$HOME/.cargo}/bin" /root/.cargo/bin; do
+  if [ -x "$d/cargo" ]; then PATH=$d:$PATH; break; fi
+done
+need=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+
+if ! command -v cargo >/dev/null; then
+  if command -v rustup >/dev/null; then
+    say "cargo missing; installing the stable toolchain with rustup"
+    rustup toolchain install stable --profile minimal --component rustfmt,clippy
+    rustup default stable
+  elif curl -fsS --max-time 10 -o /dev/null https://sh.rustup.rs 2>/dev/null; then
+    say "cargo missing; installing rustup and the stable toolchain from https://sh.rustup.rs"
+    curl -fsSL --proto '=https' --tlsv1.2 https://sh.rustup.rs |
+      sh -s -- -y --profile minimal --component rustfmt,clippy
+    PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
+  else
+    say "cargo is not installed and https://sh.rustup.rs cannot be reached from here."
+    say "Install Rust ${need:-stable} or newer (with rustfmt and clippy) by another route,"
+    say "e.g. copy a rustup installation into ~/.cargo and ~/.rustup, then run this again."
+    say "(Debian 12's own rustc is 1.63, too old for this edition-2024 workspace.)"
+    exit 1
+  fi
+fi
+
+have=$(rustc --version | awk '{print $2}')
+if [ -n "$need" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+  say "rustc $have is older than the workspace's rust-version $need"
+  if command -v rustup >/dev/null; then rustup update stable; else exit 1; fi
+fi
+
+# rustfmt and clippy serve scripts/test.sh --ci
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy || say "warning: could not add rustfmt/clippy; test.sh --ci needs them"
+  else
+    say "warning: rustfmt or clippy missing and no rustup to add them; test.sh --ci needs them"
+  fi
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  say "cargo-nextest present: $(cargo nextest --version 2>/dev/null | head -n1)"
+else
+  say "installing cargo-nextest from crates.io"
+  cargo install cargo-nextest --locked ||
+    say "warning: cargo-nextest did not install; scripts/test.sh will use cargo test"
+fi
+
+say "done: $(rustc --version), $(cargo --version)"

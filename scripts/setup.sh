@@ -1,0 +1,62 @@
+#!/bin/bash
+# setup.sh - first command on a fresh Debian 12 machine (as root):
+#   installs the dependencies, builds berth and installs it to /usr/local/bin, writes a
+#   default /etc/berth/config.toml (if absent), starts the local test registry on
+#   $BERTH_TEST_REGISTRY (default 127.0.0.1:5123), builds and pushes the test images,
+#   then pulls busybox with berth and lists images.
+# The registry is left running: tests/fixtures/registry.sh stop  stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup.sh: $*" >&2; }
+[ "$(id -u)" = 0 ] || { say "run as root (sudo $0)"; exit 1; }
+
+REGISTRY=${BERTH_TEST_REGISTRY:-127.0.0.1:5123}
+export BERTH_TEST_REGISTRY=$REGISTRY
+
+scripts/install-deps.sh
+for d in "${CARGO_HOME:-$HOME/.cargo}/bin" /root/.cargo/bin; do
+  if [ -x "$d/cargo" ]; then PATH=$d:$PATH; break; fi
+done
+
+say "building berth (release)"
+cargo build --release -p berth
+install -D -m 0755 target/release/berth /usr/local/bin/berth
+say "installed /usr/local/bin/berth"
+
+if [ ! -e /etc/berth/config.toml ]; then
+  install -d -m 0755 /etc/berth /etc/berth/certs.d
+  cat >/etc/berth/config.toml <<'EOF'
+# berth configuration (written by scripts/setup.sh; edit freely, it is not overwritten).
+
+# Images, snapshots, content and metadata.
+root = "/var/lib/berth"
+# Sockets, pinned namespaces, monitors: gone after a reboot.
+state = "/run/berth"
+
+[registry]
+# Per-registry hosts.toml files, containerd's format: <dir>/<host[:port]>/hosts.toml
+certs_dir = "/etc/berth/certs.d"
+EOF
+  say "wrote /etc/berth/config.toml"
+fi
+
+# The test registry speaks plain HTTP.  berth already assumes that for a loopback
+# host with a port; the file says it explicitly where berth looks for host settings.
+hosts=/etc/berth/certs.d/$REGISTRY/hosts.toml
+if [ ! -e "$hosts" ]; then
+  install -d -m 0755 "$(dirname "$hosts")"
+  cat >"$hosts" <<EOF
+# local test registry (tests/fixtures/registry.sh): plain HTTP on loopback
+server = "http://$REGISTRY"
+EOF
+  say "wrote $hosts"
+fi
+
+tests/fixtures/registry.sh start
+tests/fixtures/make-images.sh
+say "the test registry keeps running on http://$REGISTRY; stop it with: tests/fixtures/registry.sh stop"
+
+berth image pull "$REGISTRY/busybox:latest"
+berth image ls
+say "done. (test registry still running on http://$REGISTRY: tests/fixtures/registry.sh stop)"
