@@ -365,3 +365,50 @@ fn corrupt_archive_is_refused_naming_the_blob_and_stores_nothing() {
     assert_eq!(b.blobs(), before);
     assert_eq!(b.ok("default", &["image", "ls", "-q"]).lines().count(), 1);
 }
+
+#[test]
+fn concurrent_processes_on_one_root_with_gc_running_lose_nothing() {
+    let reg = registry();
+    let b = Berth::new();
+    // big:latest and big:zstd share every diff_id: both processes unpack the
+    // same snapshots at once and one of them must win cleanly.
+    let refs = [
+        format!("{reg}/big:latest"),
+        format!("{reg}/big:zstd"),
+        format!("{reg}/busybox:docker"),
+    ];
+    let children: Vec<_> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| b.spawn(&format!("ns{i}"), &["image", "pull", r]))
+        .collect();
+    for _ in 0..5 {
+        b.ok("default", &["gc"]);
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let gc = b.json("default", &["gc", "--json"]);
+    assert_eq!(gc["blobs_removed"], 0, "everything pulled is referenced");
+    assert_eq!(gc["snapshots_removed"], 0);
+    for (i, r) in refs.iter().enumerate() {
+        let img = &b.json(&format!("ns{i}"), &["image", "inspect", r])[0];
+        for s in img["snapshots"].as_array().unwrap() {
+            assert!(
+                std::path::Path::new(s["path"].as_str().unwrap()).is_dir(),
+                "{r}: {s}"
+            );
+        }
+    }
+    for d in b.blobs() {
+        assert_eq!(
+            file_digest(&b.root().join("content/blobs/sha256").join(&d[7..])),
+            d
+        );
+    }
+    let staging = std::fs::read_dir(b.root().join("snapshots/staging"))
+        .unwrap()
+        .count();
+    assert_eq!(staging, 0, "losing unpacks leave no staging directories");
+}

@@ -145,3 +145,18 @@ pub fn skopeo(args: &[&str]) {
 pub fn file_digest(p: &Path) -> String {
     sha256_of(&std::fs::read(p).unwrap())
 }
+
+impl Berth {
+    /// Starts berth without waiting for it.
+    pub fn spawn(&self, ns: &str, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--namespace", ns])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn berth")
+    }
+}
