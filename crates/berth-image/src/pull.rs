@@ -12,7 +12,7 @@ use berth_store::{ImageRecord, Lease, Resource};
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::layer::{ChunkReader, ingest_pass, unpack_pass};
+use crate::layer::{ChunkReader, Unpacked, ingest_pass, unpack_pass};
 use crate::media::{self, Compression, Descriptor, ImageConfig, Parsed, Platform};
 use crate::{ImageError, Images};
 
@@ -263,6 +263,18 @@ impl Images {
             layer: layer.digest.clone(),
             source: Box::new(e),
         })?;
+        self.commit_unpacked(lease, staging, layer, diff_id, out)
+    }
+
+    /// Publishes an unpacked layer if its content is what the config promised.
+    fn commit_unpacked(
+        &self,
+        lease: &Lease,
+        staging: berth_store::Staging,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        out: Unpacked,
+    ) -> Result<(), ImageError> {
         if &out.diff_id != diff_id {
             return Err(ImageError::DiffIdMismatch {
                 layer: layer.digest.clone(),
@@ -271,7 +283,7 @@ impl Images {
             });
         }
         self.store
-            .commit_snapshot(lease, staging, &key, out.stats.bytes)?;
+            .commit_snapshot(lease, staging, &diff_id.to_string(), out.stats.bytes)?;
         Ok(())
     }
 
@@ -433,15 +445,7 @@ impl Images {
         };
 
         if let (Some(out), Some(staging)) = (unpacked, staging) {
-            if &out.diff_id != diff_id {
-                return Err(ImageError::DiffIdMismatch {
-                    layer: layer.digest.clone(),
-                    expected: diff_id.clone(),
-                    actual: out.diff_id,
-                });
-            }
-            self.store
-                .commit_snapshot(lease, staging, &key, out.stats.bytes)?;
+            self.commit_unpacked(lease, staging, layer, diff_id, out)?;
         }
         done(false);
         Ok(LayerOutcome {
