@@ -23,6 +23,9 @@ const PARALLEL_LAYERS: usize = 6;
 /// How long a pull's lease protects what it fetched if the process dies.
 const PULL_LEASE: Duration = Duration::from_secs(3600);
 
+/// How often one layer's download may break off and resume where it stopped.
+const MAX_RESUMES: u32 = 5;
+
 /// Receives progress of a pull (the CLI draws bars from it).
 pub trait Progress: Send + Sync {
     fn event(&self, ev: LayerEvent);
@@ -415,9 +418,10 @@ impl Images {
             });
             let mut fetch_err = None;
             let mut total = 0u64;
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(b) => {
+            let mut resumes = 0;
+            loop {
+                let broke = match stream.next().await {
+                    Some(Ok(b)) => {
                         total += b.len() as u64;
                         if let Some(p) = progress {
                             p.event(LayerEvent::Bytes {
@@ -428,13 +432,33 @@ impl Images {
                         if tx.send(Ok(b)).await.is_err() {
                             break; // the worker failed; its error says why
                         }
+                        continue;
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                        fetch_err = Some(e);
-                        break;
+                    // A stream may also end cleanly but short (a proxy gave up).
+                    None if total >= layer.size => break,
+                    None => None,
+                    Some(Err(e)) => Some(e),
+                };
+                // The pipeline downstream has every byte so far: ask for the
+                // rest rather than start the layer over.
+                if resumes < MAX_RESUMES && total < layer.size {
+                    resumes += 1;
+                    tracing::warn!(layer = %layer.digest, offset = total, error = ?broke, "blob download broke off; resuming");
+                    match self.client.get_blob_from(r, &layer.digest, total).await {
+                        Ok(s) => {
+                            stream = s;
+                            continue;
+                        }
+                        Err(e) => fetch_err = Some(e),
                     }
+                } else {
+                    fetch_err = broke;
                 }
+                let why = fetch_err
+                    .as_ref()
+                    .map_or("blob ended early".to_string(), |e| e.to_string());
+                let _ = tx.send(Err(std::io::Error::other(why))).await;
+                break;
             }
             drop(tx);
             let res = worker.await.map_err(|e| layer_err(Box::new(e)))?;

@@ -20,6 +20,9 @@ pub struct BlobStream {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     content_length: Option<u64>,
     target: Target,
+    /// Bytes still to drop: a server that ignored our Range header sent the
+    /// blob from its start.
+    skip: u64,
 }
 
 impl BlobStream {
@@ -38,15 +41,26 @@ impl Stream for BlobStream {
     type Item = Result<Bytes, RegistryError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.body.poll_next_unpin(cx) {
-            Poll::Ready(Some(Err(source))) => Poll::Ready(Some(Err(RegistryError::Http {
-                target: Box::new(self.target.clone()),
-                action: "reading the blob",
-                source,
-            }))),
-            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        loop {
+            return match self.body.poll_next_unpin(cx) {
+                Poll::Ready(Some(Err(source))) => Poll::Ready(Some(Err(RegistryError::Http {
+                    target: Box::new(self.target.clone()),
+                    action: "reading the blob",
+                    source,
+                }))),
+                Poll::Ready(Some(Ok(mut b))) if self.skip > 0 => {
+                    let n = self.skip.min(b.len() as u64);
+                    self.skip -= n;
+                    let rest = b.split_off(n as usize);
+                    if rest.is_empty() {
+                        continue;
+                    }
+                    Poll::Ready(Some(Ok(rest)))
+                }
+                Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 }
@@ -65,6 +79,18 @@ impl Client {
     /// pull endpoint that serves it. Redirects (to blob storage) are
     /// followed; credentials are not sent along to another host.
     pub async fn get_blob(&self, r: &Reference, digest: &Digest) -> Result<BlobStream, RegistryError> {
+        self.get_blob_from(r, digest, 0).await
+    }
+
+    /// Like [`Client::get_blob`], from byte `offset` on: resumes a download
+    /// whose connection broke. Servers that ignore `Range` work too (the
+    /// first `offset` bytes are dropped here).
+    pub async fn get_blob_from(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<BlobStream, RegistryError> {
         let tail = format!("blobs/{digest}");
         let plan = self.plan(
             r,
@@ -75,7 +101,7 @@ impl Client {
         let mut last = None;
         for ep in &plan.endpoints {
             let result = match plan.call(ep) {
-                Ok(call) => get_blob_at(&call, &tail).await,
+                Ok(call) => get_blob_at(&call, &tail, offset).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -87,15 +113,42 @@ impl Client {
     }
 }
 
-async fn get_blob_at(call: &Call<'_>, tail: &str) -> Result<BlobStream, RegistryError> {
+async fn get_blob_at(call: &Call<'_>, tail: &str, offset: u64) -> Result<BlobStream, RegistryError> {
     let url = call.url(tail)?;
-    let resp = call.send("GET", |http| Ok(http.get(url.clone()))).await?;
-    if resp.status() != StatusCode::OK {
-        return Err(call.status_error("GET", resp).await);
-    }
+    let resp = call
+        .send("GET", |http| {
+            let rb = http.get(url.clone());
+            Ok(if offset > 0 {
+                rb.header(reqwest::header::RANGE, format!("bytes={offset}-"))
+            } else {
+                rb
+            })
+        })
+        .await?;
+    let skip = match resp.status() {
+        StatusCode::OK => offset,
+        StatusCode::PARTIAL_CONTENT if offset > 0 => {
+            let start = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse::<u64>().ok());
+            if start != Some(offset) {
+                return Err(RegistryError::InvalidResponse {
+                    target: Box::new(call.target.clone()),
+                    reason: format!("asked for bytes from {offset}, got Content-Range starting at {start:?}"),
+                });
+            }
+            0
+        }
+        _ => return Err(call.status_error("GET", resp).await),
+    };
     Ok(BlobStream {
-        content_length: resp.content_length(),
+        content_length: resp.content_length().map(|n| n.saturating_sub(skip)),
         body: Box::pin(resp.bytes_stream()),
         target: call.target.clone(),
+        skip,
     })
 }
