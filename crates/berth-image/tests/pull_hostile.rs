@@ -2,7 +2,6 @@
 //! contained, name what was wrong, and leave the store as it was.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use berth_api::{Digest, Namespace};
