@@ -298,26 +298,19 @@ impl Images {
         append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io)?;
         for name in names {
             let img = self.lookup(ns, name)?;
-            let mut blobs = vec![img.digest.clone()];
-            let bytes = self.store.content().read(&img.digest)?;
-            if let Parsed::Index(idx) = media::parse_manifest(&img.media_type, &bytes)
-                .map_err(|e| ImageError::malformed("manifest", &img.digest, e))?
-            {
-                blobs.extend(
-                    idx.manifests
-                        .iter()
-                        .filter(|d| self.store.content().exists(&d.digest))
-                        .map(|d| d.digest.clone()),
-                );
-            }
-            let m = self.manifest_for_host(&img.digest, &img.media_type)?;
-            blobs.push(m.config.digest.clone());
-            blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
+            let copy = self.copyable(&img)?;
+            let top = copy.top().clone();
+            let m = self.manifest_for_host(&top.digest, &top.media_type)?;
+            let blobs = copy
+                .manifests
+                .iter()
+                .map(|(d, _)| &d.digest)
+                .chain(copy.blobs.iter().map(|d| &d.digest));
             for d in blobs {
-                if written.contains(&d) {
+                if written.contains(d) {
                     continue;
                 }
-                let f = self.store.content().open_blob(&d)?;
+                let f = self.store.content().open_blob(d)?;
                 let size = f.metadata().map_err(io)?.len();
                 let mut h = tar::Header::new_ustar();
                 h.set_size(size);
@@ -325,10 +318,10 @@ impl Images {
                 h.set_mtime(0);
                 tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), f)
                     .map_err(io)?;
-                written.push(d);
+                written.push(d.clone());
             }
             let reference = Reference::parse(&img.name).ok();
-            let mut desc = Descriptor::new(&img.media_type, img.digest.clone(), img.size);
+            let mut desc = top;
             desc.annotations.insert(NAME_ANNOTATION.into(), img.name.clone());
             if let Some(tag) = reference.as_ref().and_then(|r| r.tag.clone()) {
                 desc.annotations.insert(REF_ANNOTATION.into(), tag);

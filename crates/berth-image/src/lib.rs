@@ -21,6 +21,30 @@ pub use error::ImageError;
 pub use pull::{LayerEvent, Progress, PullOptions, PullReport};
 pub use push::PushReport;
 
+/// See [`Images::copyable`].
+#[derive(Default)]
+pub(crate) struct Copyable {
+    /// Manifests (and last, possibly, the index), with their bytes.
+    pub manifests: Vec<(media::Descriptor, Vec<u8>)>,
+    /// Configs and layers, each once.
+    pub blobs: Vec<media::Descriptor>,
+}
+
+impl Copyable {
+    fn add(&mut self, d: media::Descriptor, bytes: Vec<u8>, m: media::Manifest) {
+        for b in std::iter::once(m.config).chain(m.layers) {
+            if !self.blobs.iter().any(|x| x.digest == b.digest) {
+                self.blobs.push(b);
+            }
+        }
+        self.manifests.push((d, bytes));
+    }
+
+    pub fn top(&self) -> &media::Descriptor {
+        &self.manifests.last().expect("at least one manifest").0
+    }
+}
+
 /// The image service: one per process, cheap to share.
 #[derive(Clone)]
 pub struct Images {
@@ -111,6 +135,67 @@ impl Images {
             .or_else(|| idx.manifests.iter().find(local))
             .cloned()
             .ok_or_else(|| ImageError::malformed("index", index, "none of its manifests is stored locally"))
+    }
+
+    /// What of an image can be copied elsewhere whole (pushed, exported): its
+    /// manifests, children first and the top one last, and every blob they
+    /// name. An index goes only when every platform it lists is stored
+    /// completely; otherwise only the local platform's manifest does, since a
+    /// registry or layout would otherwise hold dangling entries.
+    pub(crate) fn copyable(&self, img: &ImageRecord) -> Result<Copyable, ImageError> {
+        let bytes = self.store.content().read(&img.digest)?;
+        let top = media::Descriptor::new(&img.media_type, img.digest.clone(), bytes.len() as u64);
+        let mut out = Copyable::default();
+        match media::parse_manifest(&img.media_type, &bytes)
+            .map_err(|e| ImageError::malformed("manifest", &img.digest, e))?
+        {
+            media::Parsed::Manifest(m) => out.add(top, bytes, m),
+            media::Parsed::Index(idx) => {
+                let mut children = Vec::new();
+                for d in &idx.manifests {
+                    match self.complete_manifest(d)? {
+                        Some((b, m)) => children.push((d.clone(), b, m)),
+                        None => break,
+                    }
+                }
+                if children.len() == idx.manifests.len() {
+                    for (d, b, m) in children {
+                        out.add(d, b, m);
+                    }
+                    out.manifests.push((top, bytes));
+                } else {
+                    tracing::warn!(image = %img.name, "copying only the local platform's manifest: the index lists platforms that were not pulled");
+                    let d = self.local_manifest(&img.digest, &idx)?;
+                    let (b, m) = self.complete_manifest(&d)?.ok_or_else(|| {
+                        ImageError::malformed("manifest", &d.digest, "its config or layers are not stored")
+                    })?;
+                    out.add(d, b, m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A manifest with its config and every layer stored, or `None`.
+    fn complete_manifest(
+        &self,
+        d: &media::Descriptor,
+    ) -> Result<Option<(Vec<u8>, media::Manifest)>, ImageError> {
+        let c = self.store.content();
+        if !c.exists(&d.digest) {
+            return Ok(None);
+        }
+        let b = c.read(&d.digest)?;
+        match media::parse_manifest(&d.media_type, &b)
+            .map_err(|e| ImageError::malformed("manifest", &d.digest, e))?
+        {
+            media::Parsed::Manifest(m)
+                if c.exists(&m.config.digest) && m.layers.iter().all(|l| c.exists(&l.digest)) =>
+            {
+                Ok(Some((b, m)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Reads and parses an image's config.

@@ -10,8 +10,8 @@ use berth_registry::Reference;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use crate::media::{self, Descriptor, Parsed};
-use crate::{ImageError, Images};
+use crate::media::Descriptor;
+use crate::{Copyable, ImageError, Images};
 
 const PARALLEL_UPLOADS: usize = 4;
 
@@ -42,57 +42,7 @@ impl Images {
         let img = self.lookup(ns, name)?;
         let dest = Reference::parse(target.unwrap_or(&img.name))?;
         let source = Reference::parse(&img.name).ok();
-        let top_bytes = Bytes::from(self.store.content().read(&img.digest)?);
-
-        // (descriptor, bytes) of each manifest to push, children before parents.
-        let mut manifests: Vec<(Descriptor, Bytes)> = Vec::new();
-        match media::parse_manifest(&img.media_type, &top_bytes)
-            .map_err(|e| ImageError::malformed("manifest", &img.digest, e))?
-        {
-            Parsed::Manifest(_) => manifests.push((
-                Descriptor::new(&img.media_type, img.digest.clone(), top_bytes.len() as u64),
-                top_bytes,
-            )),
-            Parsed::Index(idx) => {
-                let local: Vec<&Descriptor> = idx
-                    .manifests
-                    .iter()
-                    .filter(|d| self.store.content().exists(&d.digest))
-                    .collect();
-                for d in &local {
-                    manifests.push(((*d).clone(), Bytes::from(self.store.content().read(&d.digest)?)));
-                }
-                if local.len() == idx.manifests.len() {
-                    manifests.push((
-                        Descriptor::new(&img.media_type, img.digest.clone(), top_bytes.len() as u64),
-                        top_bytes,
-                    ));
-                } else {
-                    // An index whose other platforms were never pulled cannot be
-                    // pushed whole: the registry would refuse the dangling entries.
-                    tracing::warn!(image = %img.name, "pushing only the local platform's manifest: the index lists manifests that were not pulled");
-                    let m = self.local_manifest(&img.digest, &idx)?;
-                    let b = Bytes::from(self.store.content().read(&m.digest)?);
-                    manifests.retain(|(d, _)| d.digest == m.digest);
-                    if manifests.is_empty() {
-                        manifests.push((m, b));
-                    }
-                }
-            }
-        }
-
-        let mut blobs: Vec<Descriptor> = Vec::new();
-        for (d, bytes) in &manifests {
-            if let Parsed::Manifest(m) = media::parse_manifest(&d.media_type, bytes)
-                .map_err(|e| ImageError::malformed("manifest", &d.digest, e))?
-            {
-                for b in std::iter::once(m.config).chain(m.layers) {
-                    if !blobs.iter().any(|x| x.digest == b.digest) {
-                        blobs.push(b);
-                    }
-                }
-            }
-        }
+        let Copyable { manifests, blobs } = self.copyable(&img)?;
 
         let mut report = PushReport {
             reference: dest.to_string(),
@@ -122,6 +72,7 @@ impl Images {
         let tag = dest.tag.clone();
         let last = manifests.len() - 1;
         for (i, (d, bytes)) in manifests.into_iter().enumerate() {
+            let bytes = Bytes::from(bytes);
             let reference = match (&tag, i == last) {
                 (Some(t), true) => t.clone(),
                 _ => d.digest.to_string(),

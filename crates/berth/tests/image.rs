@@ -116,6 +116,14 @@ fn index_pull_can_pick_another_platform_and_names_what_is_missing() {
     // the host platform's manifest was not pulled, so inspect falls back to
     // the only local one
     assert_eq!(img["config"]["architecture"], "arm64");
+    // pushing it copies the one platform that is here, not a dangling index
+    let dst = format!("{reg}/arm64-only-{}:t", std::process::id());
+    b.ok("default", &["image", "push", &reference, &dst]);
+    let pushed = manifest_json(&dst);
+    assert_eq!(
+        pushed["config"]["digest"], img["id"],
+        "the arm64 manifest went, not the index"
+    );
     let err = b.fails(
         "default",
         &["image", "pull", "--platform", "linux/s390x", &reference],
