@@ -65,8 +65,10 @@ pub(crate) struct Inner {
     creds: Option<Credentials>,
     docker: DockerConfig,
     user_agent: String,
-    /// The pool for every endpoint with default TLS settings.
-    default_http: reqwest::Client,
+    /// The pool for every endpoint with default TLS settings, built on first
+    /// use: building it reads the system's CA certificates (~15 ms), which
+    /// commands that never reach a registry should not pay.
+    default_http: std::sync::OnceLock<reqwest::Client>,
     /// One pool per distinct TLS/dial/proxy setting from hosts.toml.
     custom_http: Mutex<HashMap<ClientKey, reqwest::Client>>,
     auth: AuthCache,
@@ -89,19 +91,13 @@ impl Client {
             Some(path) => DockerConfig::load(path)?,
             None => DockerConfig::default(),
         };
-        let default_http = http_builder(&cfg.user_agent)
-            .build()
-            .map_err(|e| RegistryError::Client {
-                what: "registries".into(),
-                reason: e.to_string(),
-            })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 certs_dir: cfg.certs_dir,
                 creds: cfg.creds,
                 docker,
                 user_agent: cfg.user_agent,
-                default_http,
+                default_http: std::sync::OnceLock::new(),
                 custom_http: Mutex::new(HashMap::new()),
                 auth: AuthCache::default(),
             }),
@@ -255,7 +251,13 @@ fn http_builder(user_agent: &str) -> reqwest::ClientBuilder {
 impl Inner {
     fn http_for(&self, ep: &Endpoint) -> Result<reqwest::Client, String> {
         let Some(key) = ep.client_key() else {
-            return Ok(self.default_http.clone());
+            if let Some(c) = self.default_http.get() {
+                return Ok(c.clone());
+            }
+            let c = http_builder(&self.user_agent)
+                .build()
+                .map_err(|e| e.to_string())?;
+            return Ok(self.default_http.get_or_init(|| c).clone());
         };
         if let Some(c) = self
             .custom_http

@@ -93,7 +93,12 @@ impl Ctx {
             .transpose()?;
         let client = berth_registry::Client::new(berth_registry::ClientConfig {
             certs_dir: self.config.registry.certs_dir.clone(),
-            docker_config: self.config.registry.docker_config.clone(),
+            docker_config: self
+                .config
+                .registry
+                .docker_config
+                .clone()
+                .or_else(berth_registry::auth::default_docker_config_path),
             creds,
             user_agent: format!("berth/{}", env!("CARGO_PKG_VERSION")),
         })?;
