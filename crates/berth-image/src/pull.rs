@@ -248,12 +248,7 @@ impl Images {
         if self.store.snapshot(&key)?.is_some() {
             return Ok(());
         }
-        let compression =
-            Compression::of_layer(&layer.media_type).ok_or_else(|| ImageError::UnsupportedMediaType {
-                what: "layer",
-                digest: layer.digest.clone(),
-                media_type: layer.media_type.clone(),
-            })?;
+        let compression = layer_compression(layer)?;
         let staging = self.store.stage_snapshot()?;
         let file = self.store.content().open_blob(&layer.digest)?;
         let out = unpack_pass(
@@ -352,12 +347,7 @@ impl Images {
                 bytes: 0,
             });
         }
-        let compression =
-            Compression::of_layer(&layer.media_type).ok_or_else(|| ImageError::UnsupportedMediaType {
-                what: "layer",
-                digest: layer.digest.clone(),
-                media_type: layer.media_type.clone(),
-            })?;
+        let compression = layer_compression(layer)?;
         let layer_err = |e: Box<dyn std::error::Error + Send + Sync>| ImageError::Layer {
             layer: layer.digest.clone(),
             source: e,
@@ -477,6 +467,14 @@ impl Images {
             bytes: fetched_bytes,
         })
     }
+}
+
+fn layer_compression(layer: &Descriptor) -> Result<Compression, ImageError> {
+    Compression::of_layer(&layer.media_type).ok_or_else(|| ImageError::UnsupportedMediaType {
+        what: "layer",
+        digest: layer.digest.clone(),
+        media_type: layer.media_type.clone(),
+    })
 }
 
 fn pick_platform<'a>(
