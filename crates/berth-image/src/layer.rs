@@ -11,6 +11,7 @@ use berth_store::Ingest;
 use bytes::{Buf, Bytes};
 use sha2::{Digest as _, Sha256};
 
+use crate::gunzip::Gunzip;
 use crate::media::Compression;
 use crate::unpack::{UnpackStats, apply_layer};
 
@@ -118,11 +119,7 @@ pub(crate) fn unpack_pass<R: Read>(
     let (diff_id, stats) = {
         let decoder: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut tee),
-            // Layers may be several gzip members back to back.
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(
-                128 * 1024,
-                &mut tee,
-            ))),
+            Compression::Gzip => Box::new(Gunzip::new(io::BufReader::with_capacity(128 * 1024, &mut tee))),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&mut tee)?),
         };
         let mut hashed = HashReader::new(decoder);

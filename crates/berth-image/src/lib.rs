@@ -6,6 +6,7 @@
 
 mod archive;
 mod error;
+mod gunzip;
 mod layer;
 pub mod media;
 mod pull;
