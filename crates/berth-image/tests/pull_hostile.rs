@@ -1,22 +1,15 @@
 //! Pulls of crafted images from the test registry: each must be refused or
 //! contained, name what was wrong, and leave the store as it was.
 
+mod common;
+
+use common::{images, registry};
 use std::io::Write;
-use std::sync::Arc;
 
 use berth_api::{Digest, Namespace};
 use berth_image::{ImageError, Images, PullOptions};
-use berth_registry::{Client, ClientConfig, Reference};
+use berth_registry::{Client, Reference};
 use sha2::Digest as _;
-
-fn registry() -> String {
-    let r = std::env::var("BERTH_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5123".into());
-    assert!(
-        std::net::TcpStream::connect(&r).is_ok(),
-        "test registry {r} is not reachable: run the tests with scripts/test.sh"
-    );
-    r
-}
 
 fn digest(data: &[u8]) -> Digest {
     Digest::from_sha256(&sha2::Sha256::digest(data).into())
@@ -60,16 +53,9 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(berth_store::Store::open(&dir.path().join("root")).unwrap());
-        let client = Client::new(ClientConfig {
-            certs_dir: dir.path().join("certs.d"),
-            docker_config: None,
-            creds: None,
-            user_agent: "berth-test".into(),
-        })
-        .unwrap();
+        let (images, client) = images(dir.path());
         Env {
-            images: Images::new(store, client.clone()),
+            images,
             client,
             dir,
             ns: "default".parse().unwrap(),

@@ -1,22 +1,15 @@
 //! A layer download that breaks off midway resumes where it stopped: through
 //! a proxy in front of the test registry that cuts the first long response.
 
+mod common;
+
+use common::{images, registry};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use berth_image::{Images, PullOptions};
-use berth_registry::{Client, ClientConfig};
+use berth_image::PullOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn registry() -> String {
-    let r = std::env::var("BERTH_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5123".into());
-    assert!(
-        std::net::TcpStream::connect(&r).is_ok(),
-        "test registry {r} is not reachable: run the tests with scripts/test.sh"
-    );
-    r
-}
 
 #[derive(Default)]
 struct Flaky {
@@ -102,15 +95,7 @@ async fn pull_through_flaky_proxy(
         format!("server = \"http://127.0.0.1:{port}\"\n"),
     )
     .unwrap();
-    let client = Client::new(ClientConfig {
-        certs_dir: dir.path().join("certs.d"),
-        docker_config: None,
-        creds: None,
-        user_agent: "berth-test".into(),
-    })
-    .unwrap();
-    let store = Arc::new(berth_store::Store::open(&dir.path().join("root")).unwrap());
-    let images = Images::new(store, client);
+    let (images, _) = images(dir.path());
     let ns = "default".parse().unwrap();
     let report = images
         .pull(&ns, "flaky.test/big:latest", &PullOptions::default())

@@ -5,8 +5,8 @@ use berth_api::Digest;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_LENGTH;
 
-use crate::client::{Call, Client};
-use crate::error::{RegistryError, Target};
+use crate::client::{Call, Client, invalid_argument};
+use crate::error::RegistryError;
 use crate::hosts::Capabilities;
 use crate::push_scope;
 use crate::reference::{Reference, validate_repository};
@@ -24,15 +24,11 @@ impl Client {
     ) -> Result<bool, RegistryError> {
         let object = format!("blob {digest} (mount from {from_repository})");
         if let Err(reason) = validate_repository(from_repository) {
-            return Err(RegistryError::InvalidArgument {
-                target: Box::new(Target {
-                    host: r.registry.clone(),
-                    repository: r.repository.clone(),
-                    object,
-                    mirror_of: None,
-                }),
-                reason: format!("source repository {from_repository:?}: {reason}"),
-            });
+            return Err(invalid_argument(
+                r,
+                object,
+                format!("source repository {from_repository:?}: {reason}"),
+            ));
         }
         let mut scope = push_scope(&r.repository);
         scope.push(format!("repository:{from_repository}:pull"));

@@ -139,15 +139,7 @@ impl Client {
         scope: Vec<String>,
     ) -> Result<Plan<'a>, RegistryError> {
         if let Err(e) = r.validate() {
-            return Err(RegistryError::InvalidArgument {
-                target: Box::new(Target {
-                    host: r.registry.clone(),
-                    repository: r.repository.clone(),
-                    object,
-                    mirror_of: None,
-                }),
-                reason: e.to_string(),
-            });
+            return Err(invalid_argument(r, object, e.to_string()));
         }
         Ok(Plan {
             inner: &self.inner,
@@ -492,12 +484,7 @@ impl Call<'_> {
 
     /// The error for a second 401: the answer to the challenge was refused.
     async fn refused(&self, resp: Response) -> RegistryError {
-        let body = read_limited(resp, MAX_ERROR_BODY)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let detail = describe_error_body(&body);
+        let detail = error_detail(resp).await;
         let host = &self.target.host;
         let mut reason = match &self.creds {
             Some((user, _)) => format!("{host} refused the credentials of user {user:?}"),
@@ -513,12 +500,7 @@ impl Call<'_> {
     /// error JSON for the message.
     pub async fn status_error(&self, method: &'static str, resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
-        let body = read_limited(resp, MAX_ERROR_BODY)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let detail = describe_error_body(&body);
+        let detail = error_detail(resp).await;
         match status {
             404 => RegistryError::NotFound {
                 target: Box::new(self.target.clone()),
@@ -599,4 +581,27 @@ pub(crate) async fn read_limited(mut resp: Response, limit: usize) -> Result<Opt
 /// A header as text, if present and printable.
 pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The registry's error JSON of a failed response, as text for a message.
+async fn error_detail(resp: Response) -> String {
+    let body = read_limited(resp, MAX_ERROR_BODY)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    describe_error_body(&body)
+}
+
+/// A request refused before it was sent: `reason` says what about it was wrong.
+pub(crate) fn invalid_argument(r: &Reference, object: String, reason: String) -> RegistryError {
+    RegistryError::InvalidArgument {
+        target: Box::new(Target {
+            host: r.registry.clone(),
+            repository: r.repository.clone(),
+            object,
+            mirror_of: None,
+        }),
+        reason,
+    }
 }
