@@ -1,0 +1,11 @@
+//! Pods and containers on the host: berth's pod model, OCI runtime-spec
+//! generation with secure defaults, runtime handlers, the per-container
+//! monitor, cgroups and pinned namespaces.
+
+pub mod cgroup;
+pub mod logs;
+pub mod model;
+pub mod monitor;
+pub mod namespaces;
+pub mod pod_init;
+pub mod spec;
