@@ -17,6 +17,7 @@ PACKAGES=(
   busybox-static skopeo umoci docker-registry                 # test images and registry
   openssl zstd jq curl ca-certificates                        # make-images.sh helpers
   runc crun containernetworking-plugins iproute2              # runtimes, CNI, netns
+  hyperfine                                                   # benchmarks
 )
 
 [ "$(id -u)" = 0 ] || { say "run as root (sudo $0)"; exit 1; }

@@ -59,4 +59,7 @@ say "the test registry keeps running on http://$REGISTRY; stop it with: tests/fi
 
 berth image pull "$REGISTRY/busybox:latest"
 berth image ls
+# berth's main job: a pod, no daemon. The app's output streams here and the
+# command exits with the app's exit code.
+berth run --rm "$REGISTRY/busybox:latest" -- sh -c 'echo "hello from pod $(hostname), pid $$, as $(id -un)"'
 say "done. (test registry still running on http://$REGISTRY: tests/fixtures/registry.sh stop)"

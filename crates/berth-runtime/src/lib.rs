@@ -3,9 +3,14 @@
 //! monitor, cgroups and pinned namespaces.
 
 pub mod cgroup;
+pub mod handler;
 pub mod logs;
 pub mod model;
 pub mod monitor;
 pub mod namespaces;
 pub mod pod_init;
+pub mod rootfs;
+pub mod runtime;
 pub mod spec;
+
+pub use runtime::{Runtime, RuntimeError, RuntimeOptions};

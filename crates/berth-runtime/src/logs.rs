@@ -1,1 +1,518 @@
-//! (being written)
+//! The CRI container log format: writing it (the monitor) and reading it
+//! back (`berth logs`).
+//!
+//! One record per line: `<RFC3339Nano UTC> <stdout|stderr> <F|P> <text>\n`.
+//! `F` ends a line of the container's output; `P` records are pieces of a
+//! line continued by the following record of the same stream. No record
+//! carries more than [`MAX_RECORD_TEXT`] bytes of text.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Longest text of one record; longer lines are cut into `P` records.
+pub const MAX_RECORD_TEXT: usize = 16 * 1024;
+
+/// How often a following reader looks for new data.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+}
+
+/// One parsed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub time: OffsetDateTime,
+    pub stream: Stream,
+    pub partial: bool,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("log record {line:?} is malformed: {reason}")]
+    Malformed { line: String, reason: &'static str },
+    #[error("container log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Options of [`copy_log`].
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Keep reading as the file grows, until `stop` says so.
+    pub follow: bool,
+    /// Only the last N lines (complete messages, `P` records joined).
+    pub tail: Option<usize>,
+    /// Prefix each line with its record's timestamp.
+    pub timestamps: bool,
+}
+
+/// The current time as RFC3339Nano in UTC, always with nine fractional
+/// digits so that records sort as text.
+pub fn now_rfc3339nano() -> String {
+    format_rfc3339nano(OffsetDateTime::now_utc())
+}
+
+pub fn format_rfc3339nano(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
+/// Parses one record (with or without its trailing newline).
+pub fn parse_line(line: &str) -> Result<LogLine, LogError> {
+    let raw = split_record(line.as_bytes()).map_err(|reason| LogError::Malformed {
+        line: line.chars().take(200).collect(),
+        reason,
+    })?;
+    let time = std::str::from_utf8(raw.time)
+        .ok()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .ok_or_else(|| LogError::Malformed {
+            line: line.chars().take(200).collect(),
+            reason: "the timestamp is not RFC3339",
+        })?;
+    Ok(LogLine {
+        time,
+        stream: raw.stream,
+        partial: raw.partial,
+        text: String::from_utf8_lossy(raw.text).into_owned(),
+    })
+}
+
+struct RawRecord<'a> {
+    time: &'a [u8],
+    stream: Stream,
+    partial: bool,
+    text: &'a [u8],
+}
+
+fn split_record(line: &[u8]) -> Result<RawRecord<'_>, &'static str> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut fields = line.splitn(4, |&b| b == b' ');
+    let time = fields.next().filter(|t| !t.is_empty()).ok_or("no timestamp")?;
+    let stream = match fields.next() {
+        Some(b"stdout") => Stream::Stdout,
+        Some(b"stderr") => Stream::Stderr,
+        _ => return Err("the stream is neither stdout nor stderr"),
+    };
+    // Tags are ':'-separated; the first says full or partial.
+    let tags = fields.next().ok_or("no tag")?;
+    let partial = match tags.split(|&b| b == b':').next() {
+        Some(b"F") => false,
+        Some(b"P") => true,
+        _ => return Err("the tag is neither F nor P"),
+    };
+    Ok(RawRecord {
+        time,
+        stream,
+        partial,
+        text: fields.next().unwrap_or(b""),
+    })
+}
+
+/// Appends records to a CRI log file; used by the monitor.
+pub struct LogWriter {
+    path: PathBuf,
+    file: File,
+    /// Unterminated output per stream, waiting for its newline.
+    pending: [Vec<u8>; 2],
+    /// One record is assembled here so that it reaches the file in a single
+    /// write.
+    record: Vec<u8>,
+}
+
+impl LogWriter {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        Ok(LogWriter {
+            path: path.to_owned(),
+            file: open_for_append(path)?,
+            pending: [Vec::new(), Vec::new()],
+            record: Vec::new(),
+        })
+    }
+
+    /// Reopens the file at its path, e.g. after logrotate renamed it.
+    pub fn reopen(&mut self) -> std::io::Result<()> {
+        self.file = open_for_append(&self.path)?;
+        Ok(())
+    }
+
+    /// True when some stream has output waiting for its newline.
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty())
+    }
+
+    /// Records output of `stream`: complete lines become `F` records, a line
+    /// longer than [`MAX_RECORD_TEXT`] is cut into `P` records, the rest
+    /// waits for more output or [`LogWriter::flush_partial`].
+    pub fn write(&mut self, stream: Stream, mut data: &[u8]) -> std::io::Result<()> {
+        let idx = stream.index();
+        while !data.is_empty() {
+            let room = MAX_RECORD_TEXT - self.pending[idx].len();
+            let window = &data[..data.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    self.pending[idx].extend_from_slice(&window[..nl]);
+                    self.emit(stream, false)?;
+                    data = &data[nl + 1..];
+                }
+                None => {
+                    self.pending[idx].extend_from_slice(window);
+                    data = &data[window.len()..];
+                    if self.pending[idx].len() == MAX_RECORD_TEXT {
+                        self.emit(stream, true)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes unterminated output as `P` records, so that prompts and output
+    /// of a stream that went quiet or ended show up.
+    pub fn flush_partial(&mut self) -> std::io::Result<()> {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if !self.pending[stream.index()].is_empty() {
+                self.emit(stream, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, stream: Stream, partial: bool) -> std::io::Result<()> {
+        let text = &mut self.pending[stream.index()];
+        self.record.clear();
+        self.record.extend_from_slice(now_rfc3339nano().as_bytes());
+        self.record.push(b' ');
+        self.record.extend_from_slice(stream.as_str().as_bytes());
+        self.record
+            .extend_from_slice(if partial { b" P " } else { b" F " });
+        self.record.extend_from_slice(text);
+        self.record.push(b'\n');
+        text.clear();
+        self.file.write_all(&self.record)
+    }
+}
+
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Writes the container's output recorded in `path`: each stream's text to
+/// its writer, `P` records joined with their `F` record.
+pub fn copy_log(
+    path: &Path,
+    out_stdout: &mut dyn Write,
+    out_stderr: &mut dyn Write,
+    opts: &LogOptions,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), LogError> {
+    let io_err = |source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut copier = Copier {
+        skip: 0,
+        in_message: [false; 2],
+        timestamps: opts.timestamps,
+    };
+    if let Some(n) = opts.tail {
+        copier.skip = count_messages(&mut file).map_err(io_err)?.saturating_sub(n);
+        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    }
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut stopping = false;
+    loop {
+        reader.read_until(b'\n', &mut line).map_err(io_err)?;
+        if line.ends_with(b"\n") {
+            copier.record(&line, out_stdout, out_stderr).map_err(io_err)?;
+            line.clear();
+            continue;
+        }
+        // End of the file for now; `line` may hold a record being written.
+        out_stdout.flush().map_err(io_err)?;
+        out_stderr.flush().map_err(io_err)?;
+        if !opts.follow {
+            if !line.is_empty() {
+                copier.record(&line, out_stdout, out_stderr).map_err(io_err)?;
+            }
+            return Ok(());
+        }
+        if stopping {
+            return Ok(());
+        }
+        if stop() {
+            // What was written between our last read and `stop` turning
+            // true (the writer's last lines) is read in one more pass.
+            stopping = true;
+            continue;
+        }
+        match replaced(path, reader.get_mut()).map_err(io_err)? {
+            Some(newer) => {
+                reader = BufReader::new(newer);
+                line.clear();
+            }
+            None => std::thread::sleep(FOLLOW_INTERVAL),
+        }
+    }
+}
+
+/// Counts complete messages (`F` records).
+fn count_messages(file: &mut File) -> std::io::Result<usize> {
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut count = 0;
+    while reader.read_until(b'\n', &mut line)? > 0 {
+        if split_record(&line).is_ok_and(|r| !r.partial) {
+            count += 1;
+        }
+        line.clear();
+    }
+    Ok(count)
+}
+
+/// The file now at `path` when it is no longer the one being read (rotated
+/// and recreated, or truncated in place).
+fn replaced(path: &Path, current: &mut File) -> std::io::Result<Option<File>> {
+    let now = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // Between a rotation and the reopen the path may be missing.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let ours = current.metadata()?;
+    if now.ino() != ours.ino() || now.dev() != ours.dev() {
+        return match File::open(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    if ours.len() < current.stream_position()? {
+        current.seek(SeekFrom::Start(0))?;
+        return Ok(Some(current.try_clone()?));
+    }
+    Ok(None)
+}
+
+struct Copier {
+    /// Complete messages still to skip for `tail`.
+    skip: usize,
+    /// Per stream: a `P` record was written and its line is not finished.
+    in_message: [bool; 2],
+    timestamps: bool,
+}
+
+impl Copier {
+    fn record<'a>(
+        &mut self,
+        line: &[u8],
+        out_stdout: &'a mut dyn Write,
+        out_stderr: &'a mut dyn Write,
+    ) -> std::io::Result<()> {
+        // A malformed line (e.g. cut by a crash mid-write) is skipped rather
+        // than failing the whole log.
+        let Ok(rec) = split_record(line) else {
+            return Ok(());
+        };
+        if self.skip > 0 {
+            if !rec.partial {
+                self.skip -= 1;
+            }
+            return Ok(());
+        }
+        let idx = rec.stream.index();
+        let out = match rec.stream {
+            Stream::Stdout => out_stdout,
+            Stream::Stderr => out_stderr,
+        };
+        if self.timestamps && !self.in_message[idx] {
+            out.write_all(rec.time)?;
+            out.write_all(b" ")?;
+        }
+        out.write_all(rec.text)?;
+        if rec.partial {
+            self.in_message[idx] = true;
+        } else {
+            out.write_all(b"\n")?;
+            self.in_message[idx] = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(path: &Path) -> Vec<LogLine> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| parse_line(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn writer_cuts_long_lines_and_copy_rejoins_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        let long = "x".repeat(40 * 1024);
+        w.write(Stream::Stdout, b"first\n").unwrap();
+        w.write(Stream::Stdout, long.as_bytes()).unwrap();
+        w.write(Stream::Stderr, b"err\n").unwrap();
+        w.write(Stream::Stdout, b"\nprompt> ").unwrap();
+        w.flush_partial().unwrap();
+        let recs = records(&path);
+        let tags: Vec<_> = recs.iter().map(|r| (r.stream, r.partial)).collect();
+        use Stream::*;
+        assert_eq!(
+            tags,
+            [
+                (Stdout, false),
+                (Stdout, true),
+                (Stdout, true),
+                (Stderr, false),
+                (Stdout, false),
+                (Stdout, true)
+            ]
+        );
+        assert_eq!(recs[1].text.len(), MAX_RECORD_TEXT);
+        assert_eq!(recs[4].text.len(), 40 * 1024 - 2 * MAX_RECORD_TEXT);
+
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        copy_log(&path, &mut out, &mut err, &LogOptions::default(), &|| true).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("first\n{long}\nprompt> ")
+        );
+        assert_eq!(err, b"err\n");
+    }
+
+    #[test]
+    fn tail_and_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(
+            &path,
+            "2016-10-06T00:17:09.669794202Z stdout F one\n\
+             2016-10-06T00:17:10.1Z stdout P tw\n\
+             2016-10-06T00:17:10.2Z stdout F o\n\
+             2016-10-06T00:17:11Z stderr F three\n",
+        )
+        .unwrap();
+        let opts = LogOptions {
+            follow: false,
+            tail: Some(2),
+            timestamps: true,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        copy_log(&path, &mut out, &mut err, &opts, &|| true).unwrap();
+        assert_eq!(out, b"2016-10-06T00:17:10.1Z two\n");
+        assert_eq!(err, b"2016-10-06T00:17:11Z three\n");
+    }
+
+    #[test]
+    fn parse_line_fields_and_errors() {
+        let l = parse_line("2016-10-06T00:17:09.669794202Z stderr F a b  c\n").unwrap();
+        assert_eq!(l.stream, Stream::Stderr);
+        assert!(!l.partial);
+        assert_eq!(l.text, "a b  c");
+        assert_eq!(l.time.nanosecond(), 669794202);
+        assert_eq!(parse_line("2016-10-06T00:17:09Z stdout P").unwrap().text, "");
+        assert!(parse_line("2016-10-06T00:17:09Z stdin F x").is_err());
+        assert!(parse_line("yesterday stdout F x").is_err());
+        let now = now_rfc3339nano();
+        assert_eq!(now.len(), "2016-10-06T00:17:09.669794202Z".len());
+        assert!(OffsetDateTime::parse(&now, &Rfc3339).is_ok());
+    }
+
+    /// A writer whose content another thread can watch.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn follow_survives_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        w.write(Stream::Stdout, b"before\n").unwrap();
+        let seen = Shared::default();
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        std::thread::scope(|s| {
+            let (mut out, watch) = (seen.clone(), seen.clone());
+            let path = &path;
+            s.spawn(move || {
+                let opts = LogOptions {
+                    follow: true,
+                    ..Default::default()
+                };
+                let stop =
+                    || watch.0.lock().unwrap().ends_with(b"after\n") || std::time::Instant::now() > give_up;
+                copy_log(path, &mut out, &mut std::io::sink(), &opts, &stop).unwrap();
+            });
+            while !seen.0.lock().unwrap().ends_with(b"before\n") {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::fs::rename(path, dir.path().join("c.log.1")).unwrap();
+            w.reopen().unwrap();
+            w.write(Stream::Stdout, b"after\n").unwrap();
+        });
+        assert_eq!(*seen.0.lock().unwrap(), b"before\nafter\n");
+    }
+}

@@ -27,6 +27,15 @@ pub enum StoreError {
     BlobNotFound(Digest),
     #[error("image {name:?} not found in namespace {namespace}")]
     ImageNotFound { namespace: String, name: String },
+    #[error("{kind} name {name:?} in namespace {namespace} is taken by {holder}")]
+    NameInUse {
+        kind: &'static str,
+        name: String,
+        namespace: String,
+        holder: String,
+    },
+    #[error("{kind} {id} not found")]
+    ObjectNotFound { kind: &'static str, id: String },
     #[error("lease {0} not found")]
     LeaseNotFound(String),
     #[error("metadata database: {context}: {source}")]
@@ -57,7 +66,10 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            StoreError::BlobNotFound(_) | StoreError::ImageNotFound { .. } | StoreError::LeaseNotFound(_)
+            StoreError::BlobNotFound(_)
+                | StoreError::ImageNotFound { .. }
+                | StoreError::LeaseNotFound(_)
+                | StoreError::ObjectNotFound { .. }
         )
     }
 }

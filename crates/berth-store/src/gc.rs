@@ -20,7 +20,7 @@ const STALE_AFTER: Duration = Duration::from_secs(3600);
 
 impl Store {
     /// Mark and sweep: everything reachable from an image (in any namespace)
-    /// or a live lease is kept; every other blob and snapshot is removed.
+    /// a live lease or a pod or container is kept; every other blob and snapshot is removed.
     ///
     /// The write lock is held from marking to the end of the sweep, so a
     /// writer that leases a resource first (see [`Store::lease_add`]) either
@@ -39,6 +39,8 @@ impl Store {
         for sql in [
             "SELECT DISTINCT 'blob:' || digest FROM images",
             "SELECT DISTINCT resource FROM lease_resources",
+            // Containers keep their image's snapshots even after the image is removed.
+            "SELECT DISTINCT resource FROM object_resources",
         ] {
             let mut stmt = tx.prepare(sql).map_err(StoreError::db("read gc roots"))?;
             let rows = stmt

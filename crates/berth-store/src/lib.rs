@@ -5,7 +5,8 @@
 //! <root>/content/ingest/<random>      blobs being written (verified before they move to blobs/)
 //! <root>/snapshots/<id>               unpacked layers, one directory each (overlay lowerdirs)
 //! <root>/snapshots/staging/<random>   layers being unpacked
-//! <root>/metadata.db                  SQLite (WAL): namespaces, images, snapshots, leases, refs
+//! <root>/metadata.db                  SQLite (WAL): namespaces, images, snapshots, leases, refs,
+//!                                     pods and containers
 //! ```
 //!
 //! Two processes (a daemon and a CLI) may open the same root at once: files are
@@ -16,6 +17,7 @@ mod content;
 mod error;
 mod gc;
 mod meta;
+mod objects;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ pub use content::{ContentStore, Ingest};
 pub use error::StoreError;
 pub use gc::GcStats;
 pub use meta::{ImageRecord, Lease, Resource};
+pub use objects::{ObjectKind, ObjectRow};
 pub use snapshot::{SnapshotInfo, Staging};
 
 /// The store: blobs, snapshots and their metadata.

@@ -122,6 +122,8 @@ impl Db {
             .map_err(StoreError::db("enable foreign keys"))?;
         conn.execute_batch(SCHEMA)
             .map_err(StoreError::db("create schema"))?;
+        conn.execute_batch(crate::objects::SCHEMA)
+            .map_err(StoreError::db("create schema"))?;
         Ok(Db {
             conn: Mutex::new(conn),
         })

@@ -1,5 +1,6 @@
 //! `/etc/berth/config.toml`: every path berth uses, overridable by flags.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -15,6 +16,32 @@ pub struct Config {
     /// Runtime state: sockets, pinned namespaces, monitors.
     pub state: PathBuf,
     pub registry: RegistryConfig,
+    /// Runtime handler used when a pod names none: `berth` (the embedded
+    /// one), `runc`, `crun`, or a `[runtimes.NAME]` entry.
+    pub default_runtime: String,
+    /// Parent of the pods' cgroups (cgroupfs driver).
+    pub cgroup_parent: String,
+    /// Extra runtime handlers: any runc-compatible binary.
+    pub runtimes: BTreeMap<String, RuntimeHandler>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// Only `oci` (a runc-compatible command line) so far.
+    #[serde(rename = "type", default = "oci_type")]
+    pub kind: String,
+    pub path: PathBuf,
+    /// Arguments placed before runc's global flags.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The runtime's state root [default: <state>/oci/<name>].
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+}
+
+fn oci_type() -> String {
+    "oci".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +59,9 @@ impl Default for Config {
             root: "/var/lib/berth".into(),
             state: "/run/berth".into(),
             registry: RegistryConfig::default(),
+            default_runtime: "berth".into(),
+            cgroup_parent: "/berth".into(),
+            runtimes: BTreeMap::new(),
         }
     }
 }
@@ -58,6 +88,39 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Config::default()),
             Err(e) => Err(e).with_context(|| format!("read config file {}", path.display())),
         }
+    }
+}
+
+impl Config {
+    /// The runtime's options: built-in handlers plus the configured ones.
+    pub fn runtime_options(&self) -> anyhow::Result<berth_runtime::RuntimeOptions> {
+        let exe = std::env::current_exe().context("locate the berth binary")?;
+        let mut opts = berth_runtime::RuntimeOptions::new(self.root.clone(), self.state.clone(), exe);
+        for (name, h) in &self.runtimes {
+            anyhow::ensure!(
+                h.kind == "oci",
+                "config: runtimes.{name}.type {:?} is not supported (only \"oci\")",
+                h.kind
+            );
+            opts.handlers.insert(
+                name.clone(),
+                berth_runtime::handler::OciHandler {
+                    name: name.clone(),
+                    path: h.path.clone(),
+                    args: h.args.clone(),
+                    root: h.root.clone().unwrap_or_else(|| self.state.join("oci").join(name)),
+                },
+            );
+        }
+        anyhow::ensure!(
+            opts.handlers.contains_key(&self.default_runtime),
+            "config: default_runtime {:?} is not a configured runtime ({})",
+            self.default_runtime,
+            opts.handlers.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        opts.default_handler = self.default_runtime.clone();
+        opts.cgroup_parent = self.cgroup_parent.clone();
+        Ok(opts)
     }
 }
 

@@ -1,7 +1,12 @@
 //! The command line. Each command group lives in its own module.
 
 mod image;
+mod images_for_pods;
+mod manifest;
+mod pod;
 mod progress;
+mod run;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,10 +56,50 @@ pub enum Command {
     /// Manage images: pull, push, list, inspect, remove, tag, import, export.
     #[command(subcommand)]
     Image(image::ImageCmd),
-    /// Remove blobs and snapshots that nothing references, in any namespace.
+    /// Run a pod: one image, several apps (--app), or a Pod manifest (-f).
+    Run(Box<run::RunArgs>),
+    /// List pods.
+    Ps(pod::PsArgs),
+    /// Show a pod and its apps.
+    Status {
+        pod: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in an app of a running pod.
+    Exec(pod::ExecArgs),
+    /// Print an app's output.
+    Logs(pod::LogsArgs),
+    /// Stop pods: the stop signal, then SIGKILL after the grace period.
+    Stop {
+        #[arg(required = true)]
+        pods: Vec<String>,
+        /// Grace period in seconds.
+        #[arg(short = 't', long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Remove pods (their apps, logs and writable layers).
+    Rm {
+        #[arg(required = true)]
+        pods: Vec<String>,
+        /// Stop running pods first.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// CPU, memory and process counts of running apps.
+    Stats {
+        pod: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove pods that exited longer ago than the grace period, then
+    /// blobs and snapshots that nothing references, in every namespace.
     Gc {
         #[arg(long)]
         json: bool,
+        /// Exited pods younger than this are kept (seconds, or with s, m, h).
+        #[arg(long, default_value = "1h")]
+        grace: String,
     },
 }
 
@@ -81,6 +126,11 @@ impl Ctx {
         let store = berth_store::Store::open(&self.config.root)
             .with_context(|| format!("open store at {}", self.config.root.display()))?;
         Ok(Arc::new(store))
+    }
+
+    pub fn runtime(&self) -> anyhow::Result<berth_runtime::Runtime> {
+        let opts = self.config.runtime_options()?;
+        Ok(berth_runtime::Runtime::new(self.store()?, opts)?)
     }
 
     pub fn images(&self, creds: Option<&str>) -> anyhow::Result<berth_image::Images> {
@@ -110,13 +160,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new(&cli.global)?;
     match cli.command {
         Command::Image(cmd) => image::run(&ctx, cmd),
-        Command::Gc { json } => {
+        Command::Run(a) => run::run(&ctx, *a),
+        Command::Ps(a) => pod::ps(&ctx, a),
+        Command::Status { pod, json } => pod::status(&ctx, &pod, json),
+        Command::Exec(a) => pod::exec(&ctx, a),
+        Command::Logs(a) => pod::logs(&ctx, a),
+        Command::Stop { pods, timeout } => pod::stop(&ctx, &pods, timeout),
+        Command::Rm { pods, force } => pod::rm(&ctx, &pods, force),
+        Command::Stats { pod, json } => pod::stats(&ctx, pod.as_deref(), json),
+        Command::Gc { json, grace } => {
+            let grace = parse_duration(&grace).context("--grace")?;
+            let pods = pod::gc_pods(&ctx.runtime()?, grace)?;
             let stats = ctx.store()?.gc()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                let mut v = serde_json::to_value(stats)?;
+                v["pods_removed"] = pods.into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "removed {} blobs and {} snapshots, freed {}",
+                    "removed {pods} pods, {} blobs and {} snapshots, freed {}",
                     stats.blobs_removed,
                     stats.snapshots_removed,
                     image::human_size(stats.bytes_freed)
@@ -125,6 +187,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `90`, `90s`, `15m`, `2h`.
+fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("{s:?} is not a duration"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => anyhow::bail!("{s:?}: unknown unit {unit:?} (use s, m, h, d)"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// A tokio runtime for the commands that talk to the network.

@@ -25,18 +25,111 @@ pub struct Berth {
 
 impl Berth {
     pub fn new() -> Berth {
-        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().unwrap();
+        Berth::with_config("")
+    }
+
+    /// A berth whose config has `extra` appended (top-level keys first).
+    /// Paths are short: a container's sockets live under the state dir and
+    /// unix socket paths are limited to 108 bytes.
+    pub fn with_config(extra: &str) -> Berth {
+        let dir = tempfile::Builder::new().prefix("bt").tempdir_in("/tmp").unwrap();
         let config = dir.path().join("config.toml");
         std::fs::create_dir_all(dir.path().join("certs.d")).unwrap();
+        let name = dir.path().file_name().unwrap().to_string_lossy().to_string();
         std::fs::write(
             &config,
             format!(
-                "root = \"{0}/root\"\nstate = \"{0}/state\"\n[registry]\ncerts_dir = \"{0}/certs.d\"\ndocker_config = \"{0}/docker.json\"\n",
+                "root = \"{0}/root\"\nstate = \"{0}/s\"\ncgroup_parent = \"/berth-test-{name}\"\n{extra}\n[registry]\ncerts_dir = \"{0}/certs.d\"\ndocker_config = \"{0}/docker.json\"\n",
                 dir.path().display()
             ),
         )
         .unwrap();
         Berth { dir, config }
+    }
+
+    /// The cgroup parent of this instance's pods.
+    pub fn cgroup_parent(&self) -> String {
+        format!("/berth-test-{}", self.dir.path().file_name().unwrap().to_string_lossy())
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("s")
+    }
+
+    /// What this instance left behind: mounts under its dirs, cgroups under
+    /// its parent in any hierarchy, processes naming its dirs.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let me = self.dir.path().to_string_lossy().to_string();
+        for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+            if line.contains(&me) {
+                left.push(format!("mount: {line}"));
+            }
+        }
+        // The parent itself is berth's to keep (as containerd keeps its
+        // own); the pods' cgroups below it must be gone.
+        let cg = self.cgroup_parent();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = h.path().join(cg.trim_start_matches('/'));
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    left.push(format!("cgroup: {}", e.path().display()));
+                }
+            }
+        }
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains(&me) && e.file_name() != std::process::id().to_string().as_str() {
+                    left.push(format!("process {}: {cmd}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        left
+    }
+
+    /// Removes what a failed test left: pods (through berth), then any
+    /// mount and cgroup of this instance.
+    pub fn cleanup(&self) {
+        for ns in ["default", "k8s.io"] {
+            let out = self.cmd(ns, &["ps", "-q"]);
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self.cmd(ns, &["rm", "--force", id]);
+            }
+        }
+        let me = self.dir.path().to_string_lossy().to_string();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+                && String::from_utf8_lossy(&cmd).contains(&me)
+                && let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>()
+                && pid != std::process::id() as i32
+            {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+        for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+            let me = self.dir.path().to_string_lossy().to_string();
+            if let Some(mp) = line.split(' ').nth(4)
+                && mp.starts_with(&me)
+            {
+                let _ = Command::new("umount").args(["-l", mp]).status();
+            }
+        }
+        let cg = self.cgroup_parent();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = h.path().join(cg.trim_start_matches('/'));
+            if p.exists() {
+                let _ = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("find {} -name cgroup.procs -exec cat {{}} + | xargs -r kill -9", p.display()))
+                    .status();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let _ = Command::new("find")
+                    .arg(&p)
+                    .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                    .status();
+            }
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -102,6 +195,18 @@ impl Berth {
                     .count()
             })
             .unwrap_or(0)
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if std::thread::panicking() || !self.leftovers().is_empty() {
+            self.cleanup();
+        }
+        let cg = self.cgroup_parent();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let _ = std::fs::remove_dir(h.path().join(cg.trim_start_matches('/')));
+        }
     }
 }
 

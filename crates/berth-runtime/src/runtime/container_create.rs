@@ -1,0 +1,242 @@
+//! Container create: record (protecting the image's snapshots) → rootfs
+//! overlay → OCI spec → the monitor runs the handler's `create`.
+
+use std::path::PathBuf;
+
+use berth_store::{ObjectKind, Resource};
+
+use super::{
+    ContainerRecord, PodRecord, PodState, Rollback, Runtime, RuntimeError, new_id, now_nanos, remove_dir,
+    write_file,
+};
+use crate::model::{ContainerConfig, ImageRun, NsMode};
+use crate::monitor::{self, MonitorConfig};
+use crate::namespaces::{self, NsKind};
+use crate::rootfs;
+use crate::spec::{self, PodFiles, PodNamespacePaths, SpecInput};
+
+/// An image as the runtime needs it, resolved by the caller from the image
+/// store.
+#[derive(Clone, Debug)]
+pub struct ResolvedImage {
+    /// The name it was found under.
+    pub name: String,
+    /// Manifest digest.
+    pub id: String,
+    /// Snapshot keys of its layers (their diff_ids), bottom first.
+    pub layers: Vec<String>,
+    pub run: ImageRun,
+    /// Blobs the container keeps alive (manifest, config).
+    pub blobs: Vec<berth_api::Digest>,
+}
+
+impl Runtime {
+    /// Creates a container in a ready pod; it is left in state created.
+    pub fn create_container(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+        image: &ResolvedImage,
+    ) -> Result<ContainerRecord, RuntimeError> {
+        let pod = self.get_pod(pod_id)?;
+        if pod.state != PodState::Ready {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "pod {} ({}) is not ready: it was stopped",
+                pod.config.name, pod.id
+            )));
+        }
+        if config.name.is_empty() {
+            return Err(RuntimeError::InvalidArgument("container name is empty".into()));
+        }
+        let id = new_id();
+        let span =
+            tracing::info_span!("create_container", pod = %pod.id, container = %id, name = %config.name);
+        let _e = span.enter();
+        let handler = self.handler(&pod.config.runtime_handler)?.clone();
+        let log_path = match &config.log_path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => pod
+                .config
+                .log_directory
+                .clone()
+                .unwrap_or_else(|| self.pod_log_dir(&pod.id))
+                .join(p),
+            None => self
+                .pod_log_dir(&pod.id)
+                .join(format!("{}_{}.log", config.name, config.attempt)),
+        };
+        let rec = ContainerRecord {
+            id: id.clone(),
+            pod_id: pod.id.clone(),
+            namespace: pod.namespace.clone(),
+            image_name: image.name.clone(),
+            image_id: image.id.clone(),
+            image_run: image.run.clone(),
+            handler: handler.name.clone(),
+            cgroup: format!("{}/{}", pod.cgroup.trim_end_matches('/'), id),
+            log_path,
+            created_at: now_nanos(),
+            started_at: None,
+            pid: None,
+            monitor_pid: None,
+            error: None,
+            config,
+        };
+
+        // Recording first protects the layers from a concurrent gc before
+        // their directories are looked up.
+        let mut resources: Vec<Resource> = image
+            .layers
+            .iter()
+            .map(|k| Resource::Snapshot(k.clone()))
+            .collect();
+        resources.extend(image.blobs.iter().cloned().map(Resource::Blob));
+        let data = serde_json::to_string(&rec).expect("container record serializes");
+        self.insert(
+            ObjectKind::Container,
+            &id,
+            &pod.namespace,
+            &pod.id,
+            &rec.config.name,
+            data,
+            &resources,
+        )?;
+        let mut undo = Rollback::new();
+        {
+            let store = self.store.clone();
+            let id = id.clone();
+            undo.push("record", move || {
+                let _ = store.delete_object(ObjectKind::Container, &id);
+            });
+        }
+
+        let mut layers = Vec::with_capacity(image.layers.len());
+        for key in &image.layers {
+            let snap = self.store.snapshot(key)?.ok_or_else(|| {
+                RuntimeError::FailedPrecondition(format!(
+                    "image {}: layer {key} is not unpacked in the store (pull the image again)",
+                    image.name
+                ))
+            })?;
+            layers.push(snap.path);
+        }
+        let state_dir = self.ctr_state_dir(&id);
+        let root_dir = self.ctr_root_dir(&id);
+        let rootfs_dir = state_dir.join("rootfs");
+        std::fs::create_dir_all(&state_dir).map_err(RuntimeError::io("create directory", &state_dir))?;
+        {
+            let (s, r) = (state_dir.clone(), root_dir.clone());
+            undo.push("directories", move || {
+                let _ = remove_dir(&s);
+                let _ = remove_dir(&r);
+            });
+        }
+        rootfs::mount(
+            &layers,
+            &root_dir.join("upper"),
+            &root_dir.join("work"),
+            &rootfs_dir,
+        )?;
+        {
+            let r = rootfs_dir.clone();
+            undo.push("rootfs", move || {
+                let _ = rootfs::unmount(&r);
+            });
+        }
+
+        let spec = self.container_spec(&pod, &rec, &rootfs_dir)?;
+        let bundle_config = state_dir.join("config.json");
+        write_file(
+            &bundle_config,
+            &serde_json::to_vec(&spec).expect("OCI spec serializes"),
+        )?;
+        if let Some(parent) = rec.log_path.parent() {
+            std::fs::create_dir_all(parent).map_err(RuntimeError::io("create log directory", parent))?;
+        }
+
+        let mcfg = MonitorConfig {
+            id: id.clone(),
+            bundle: state_dir.clone(),
+            runtime: handler.argv(),
+            log_path: rec.log_path.clone(),
+            exit_file: self.exit_file(&id),
+            socket: self.attach_socket(&id),
+            pid_file: state_dir.join("init.pid"),
+            tty: rec.config.tty,
+            stdin: rec.config.stdin,
+            stdin_once: rec.config.stdin_once,
+            oom_files: self.cgroups.oom_kill_files(&rec.cgroup),
+        };
+        let started = monitor::spawn(&self.opts.exe, &state_dir, &mcfg)?;
+        {
+            let h = handler.clone();
+            let id = id.clone();
+            undo.push("runtime container", move || {
+                let _ = h.delete(&id, true);
+            });
+        }
+        let mut rec = rec;
+        rec.pid = Some(started.container_pid);
+        rec.monitor_pid = Some(started.monitor_pid);
+        self.save_container(&rec)?;
+        undo.disarm();
+        tracing::info!(pid = started.container_pid, "container created");
+        Ok(rec)
+    }
+
+    /// The OCI spec of a container of `pod`, its rootfs mounted at `rootfs`.
+    fn container_spec(
+        &self,
+        pod: &PodRecord,
+        rec: &ContainerRecord,
+        rootfs: &std::path::Path,
+    ) -> Result<oci_spec::runtime::Spec, RuntimeError> {
+        let ns_dir = pod.ns_dir.as_ref();
+        let pinned = |k: NsKind| ns_dir.map(|d| namespaces::path(d, k)).filter(|p| p.exists());
+        let target_pid = match rec.config.security.namespaces.as_ref() {
+            Some(o) if o.pid == NsMode::Target => {
+                let tid = o.target_id.as_deref().unwrap_or_default();
+                let target = self.get_container(tid).map_err(|_| {
+                    RuntimeError::InvalidArgument(format!(
+                        "container {}: pid namespace target {tid:?} is not a container",
+                        rec.config.name
+                    ))
+                })?;
+                let pid = target.pid.ok_or_else(|| {
+                    RuntimeError::FailedPrecondition(format!("target container {tid} has no process"))
+                })?;
+                Some(PathBuf::from(format!("/proc/{pid}/ns/pid")))
+            }
+            _ => None,
+        };
+        let paths = PodNamespacePaths {
+            net: pinned(NsKind::Net),
+            ipc: pinned(NsKind::Ipc),
+            uts: pinned(NsKind::Uts),
+            pid: pod.init_pid.map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
+            target_pid,
+        };
+        let dir = self.pod_state_dir(&pod.id);
+        let shm = dir.join("shm");
+        let files = PodFiles {
+            hostname: Some(dir.join("hostname")),
+            hosts: Some(dir.join("hosts")),
+            resolv_conf: Some(dir.join("resolv.conf")),
+            shm: (pod.config.namespaces.ipc == NsMode::Pod && shm.exists()).then_some(shm),
+        };
+        let generated = spec::generate(&SpecInput {
+            id: &rec.id,
+            pod: &pod.config,
+            container: &rec.config,
+            image: &rec.image_run,
+            rootfs,
+            cgroups_path: &rec.cgroup,
+            pod_namespaces: &paths,
+            pod_files: &files,
+        })?;
+        for w in &generated.warnings {
+            tracing::warn!(container = %rec.id, "{w}");
+        }
+        Ok(generated.spec)
+    }
+}

@@ -1,0 +1,96 @@
+//! Exec: a new process in a running container, with the container's own
+//! process settings (user, capabilities, environment) unless overridden.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{ContainerState, Runtime, RuntimeError, new_id, write_file};
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    pub tty: bool,
+    /// Extra `KEY=VALUE` entries, overriding the container's.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+}
+
+/// A prepared exec: run `command` (set its stdio first); the process file
+/// it reads is removed when this is dropped.
+pub struct ExecCommand {
+    pub command: Command,
+    process_file: PathBuf,
+}
+
+impl Drop for ExecCommand {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.process_file);
+    }
+}
+
+impl Runtime {
+    /// Prepares `handler exec` of `req` in container `id`. With a tty the
+    /// pty's master is sent to `console_socket`.
+    pub fn exec_command(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+        console_socket: Option<&Path>,
+    ) -> Result<ExecCommand, RuntimeError> {
+        let rec = self.get_container(id)?;
+        if self.container_status(&rec)?.state != ContainerState::Running {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "container {} ({}) is not running",
+                rec.config.name, rec.id
+            )));
+        }
+        if req.args.is_empty() {
+            return Err(RuntimeError::InvalidArgument("exec: no command given".into()));
+        }
+        let dir = self.ctr_state_dir(&rec.id);
+        let config = dir.join("config.json");
+        let bytes = std::fs::read(&config).map_err(RuntimeError::io("read", &config))?;
+        let spec: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            RuntimeError::FailedPrecondition(format!("container {}: {}: {e}", rec.id, config.display()))
+        })?;
+        let mut process = spec.get("process").cloned().unwrap_or_default();
+        process["args"] = serde_json::json!(req.args);
+        process["terminal"] = serde_json::json!(req.tty);
+        if let Some(cwd) = &req.cwd {
+            process["cwd"] = serde_json::json!(cwd);
+        }
+        if !req.env.is_empty() {
+            let mut env: Vec<String> = process["env"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            for kv in &req.env {
+                let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+                env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+                env.push(kv.clone());
+            }
+            process["env"] = serde_json::json!(env);
+        }
+        if let Some(o) = process.as_object_mut() {
+            // A console size is a property of the caller's terminal.
+            o.remove("consoleSize");
+        }
+        let process_file = dir.join(format!("exec-{}.json", &new_id()[..16]));
+        write_file(&process_file, &serde_json::to_vec(&process).expect("json"))?;
+        let handler = self.handler(&rec.handler)?;
+        let mut extra: Vec<&OsStr> = Vec::new();
+        if req.tty {
+            extra.push(OsStr::new("--tty"));
+            if let Some(s) = console_socket {
+                extra.push(OsStr::new("--console-socket"));
+                extra.push(s.as_os_str());
+            }
+        }
+        let command = handler.exec_command(&rec.id, &process_file, &extra);
+        Ok(ExecCommand {
+            command,
+            process_file,
+        })
+    }
+}

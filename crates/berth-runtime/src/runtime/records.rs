@@ -1,0 +1,86 @@
+//! What the store keeps about pods and containers (as JSON documents), and
+//! the states derived from them and from the monitors' exit records.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ContainerConfig, ImageRun, PodConfig};
+use crate::monitor::ExitRecord;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodState {
+    /// Namespaces pinned, cgroup made: containers can be created in it.
+    Ready,
+    /// Stopped: namespaces released, no container runs.
+    NotReady,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub id: String,
+    pub namespace: String,
+    pub config: PodConfig,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    pub state: PodState,
+    pub hostname: String,
+    /// The pod's cgroup (absolute cgroup path).
+    pub cgroup: String,
+    /// Directory of pinned namespaces; `None` when the pod uses none.
+    #[serde(default)]
+    pub ns_dir: Option<PathBuf>,
+    /// Host PID of the init holding the pod's PID namespace.
+    #[serde(default)]
+    pub init_pid: Option<u32>,
+    /// Pod IPs, set by networking.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub stopped_at: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub pod_id: String,
+    pub namespace: String,
+    pub config: ContainerConfig,
+    /// Image reference as resolved at create (name in the store).
+    pub image_name: String,
+    /// Manifest digest of the image.
+    pub image_id: String,
+    pub image_run: ImageRun,
+    pub handler: String,
+    pub cgroup: String,
+    pub log_path: PathBuf,
+    pub created_at: i64,
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub monitor_pid: Option<u32>,
+    /// Set when berth itself saw the start fail or the monitor vanish.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A container's state as it is now.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerStatus {
+    pub state: ContainerState,
+    pub exit: Option<ExitRecord>,
+    /// CRI reason: OOMKilled, Error, Completed.
+    pub reason: Option<String>,
+}

@@ -1,0 +1,122 @@
+//! Facts about the host and berth's own process that bound what a spec may
+//! ask for. Read once per process: none of them changes while berth runs.
+
+use std::sync::OnceLock;
+
+use oci_spec::runtime::PosixRlimitType;
+use rustix::process::{Resource, getrlimit};
+
+/// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
+const CGROUP2_MAGIC: u64 = 0x6367_7270;
+
+/// What generation needs to know about the host; [`HostInfo::detected`] in
+/// production, built by hand in tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostInfo {
+    /// /sys/fs/cgroup is cgroup2 (unified): containers get a cgroup namespace.
+    pub cgroup_v2: bool,
+    /// AppArmor is enabled (/sys/module/apparmor/parameters/enabled is Y).
+    pub apparmor: bool,
+    /// Highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap).
+    pub cap_last_cap: u32,
+    /// berth's own oom_score_adj: without CAP_SYS_RESOURCE nothing lower can be set.
+    pub oom_score_adj: i32,
+    /// berth's own hard rlimits (None = unlimited), indexed by [`rlimit_index`].
+    pub rlimit_hard: [Option<u64>; RLIMIT_COUNT],
+}
+
+pub const RLIMIT_COUNT: usize = 16;
+
+impl HostInfo {
+    /// The host's facts, read on first use and cached.
+    pub fn detected() -> &'static HostInfo {
+        static HOST: OnceLock<HostInfo> = OnceLock::new();
+        HOST.get_or_init(HostInfo::detect)
+    }
+
+    fn detect() -> HostInfo {
+        let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
+            .map(|s| s.f_type as u64 == CGROUP2_MAGIC)
+            .unwrap_or(false);
+        let cap_last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            // CAP_CHECKPOINT_RESTORE, the last one berth knows by name.
+            .unwrap_or(40);
+        let oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let apparmor =
+            std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y");
+        let mut rlimit_hard = [None; RLIMIT_COUNT];
+        for (i, res) in RESOURCES.iter().enumerate() {
+            rlimit_hard[i] = getrlimit(*res).maximum;
+        }
+        HostInfo {
+            cgroup_v2,
+            apparmor,
+            cap_last_cap,
+            oom_score_adj,
+            rlimit_hard,
+        }
+    }
+
+    /// A host with no limits on berth itself (tests start from this).
+    pub fn unrestricted(cgroup_v2: bool) -> HostInfo {
+        HostInfo {
+            cgroup_v2,
+            apparmor: false,
+            cap_last_cap: 40,
+            oom_score_adj: -1000,
+            rlimit_hard: [None; RLIMIT_COUNT],
+        }
+    }
+
+    /// berth's own hard limit for `kind` (None = unlimited).
+    pub fn hard_limit(&self, kind: PosixRlimitType) -> Option<u64> {
+        self.rlimit_hard[rlimit_index(kind)]
+    }
+}
+
+const RESOURCES: [Resource; RLIMIT_COUNT] = [
+    Resource::Cpu,
+    Resource::Fsize,
+    Resource::Data,
+    Resource::Stack,
+    Resource::Core,
+    Resource::Rss,
+    Resource::Nproc,
+    Resource::Nofile,
+    Resource::Memlock,
+    Resource::As,
+    Resource::Locks,
+    Resource::Sigpending,
+    Resource::Msgqueue,
+    Resource::Nice,
+    Resource::Rtprio,
+    Resource::Rttime,
+];
+
+/// Position of `kind` in [`HostInfo::rlimit_hard`].
+pub fn rlimit_index(kind: PosixRlimitType) -> usize {
+    use PosixRlimitType::*;
+    match kind {
+        RlimitCpu => 0,
+        RlimitFsize => 1,
+        RlimitData => 2,
+        RlimitStack => 3,
+        RlimitCore => 4,
+        RlimitRss => 5,
+        RlimitNproc => 6,
+        RlimitNofile => 7,
+        RlimitMemlock => 8,
+        RlimitAs => 9,
+        RlimitLocks => 10,
+        RlimitSigpending => 11,
+        RlimitMsgqueue => 12,
+        RlimitNice => 13,
+        RlimitRtprio => 14,
+        RlimitRttime => 15,
+    }
+}

@@ -1,0 +1,84 @@
+//! `berth oci create`: sets the container up; its process waits for `start`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+
+use super::{Ctx, bundle, ensure_root};
+
+/// Flags shared by `create` and `run` (runc's names).
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Bundle directory (holds config.json).
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master (SCM_RIGHTS) when the spec
+    /// asks for a terminal.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// File to write the container's init pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE instead of pivot_root (for ramdisk roots).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility: libcontainer creates no session
+    /// keyring, so there is never a new one.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many file descriptors beyond stdio (3..3+N) to the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Container id.
+    pub id: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub init: InitArgs,
+}
+
+pub fn create(ctx: &Ctx, args: CreateArgs) -> Result<()> {
+    build_init(ctx, &args.init, true)?;
+    Ok(())
+}
+
+/// Creates the container's processes (they wait for `start`). The caller's
+/// stdio is inherited by the container process unless a console socket
+/// carries a pty.
+pub fn build_init(ctx: &Ctx, args: &InitArgs, detach: bool) -> Result<Container> {
+    let id = &args.id;
+    let builder = ContainerBuilder::new(id.clone(), SyscallType::default())
+        .validate_id()
+        .with_context(|| format!("create container {id}"))?;
+    let root = ensure_root(&ctx.root)?;
+    // Checked here, not only by libcontainer: preparing the bundle must not
+    // touch the shadow bundle of an existing container with this id.
+    if root.join(id).exists() {
+        anyhow::bail!("create container {id}: container {id} already exists");
+    }
+    let bundle = bundle::prepare(&root, id, &args.bundle, ctx.systemd_cgroup)?;
+    let built = builder
+        .with_root_path(&root)
+        .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
+        .map(|b| {
+            b.with_console_socket(args.console_socket.as_ref())
+                .with_preserved_fds(args.preserve_fds)
+                .as_init(&bundle.dir)
+                .with_systemd(ctx.systemd_cgroup)
+                .with_detach(detach)
+                .with_no_pivot(args.no_pivot)
+        })
+        .and_then(|b| b.build());
+    built.or_else(|e| {
+        // libcontainer cleans up its own state on failure, not our shadow.
+        if bundle.shadowed {
+            let _ = bundle::remove_shadow(&root, id);
+        }
+        Err(e).with_context(|| format!("create container {id}"))
+    })
+}

@@ -1,0 +1,512 @@
+//! `berth oci`: the runc-compatible CLI on libcontainer, driven as a caller
+//! drives runc. The lifecycle tests run against `berth oci` and against
+//! Debian's runc with the same argv, which is what proves the CLI
+//! compatible. Needs root (namespaces, cgroups).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+
+const RUNC: &str = "/usr/bin/runc";
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: &[&str] = &["sh", "true", "sleep", "echo", "cat", "ps"];
+
+/// A runtime's argv prefix with its own state root.
+struct Runtime {
+    argv: Vec<String>,
+    root: tempfile::TempDir,
+}
+
+impl Runtime {
+    fn berth() -> Self {
+        let root = tempdir("berth-test-root-");
+        let argv = vec![
+            env!("CARGO_BIN_EXE_berth").to_owned(),
+            "oci".to_owned(),
+            "--root".to_owned(),
+            root.path().to_str().unwrap().to_owned(),
+        ];
+        Self { argv, root }
+    }
+
+    fn runc() -> Option<Self> {
+        if !Path::new(RUNC).exists() {
+            eprintln!("{RUNC} is not installed; skipping the runc half");
+            return None;
+        }
+        let root = tempdir("berth-test-runc-root-");
+        let argv = vec![
+            RUNC.to_owned(),
+            "--root".to_owned(),
+            root.path().to_str().unwrap().to_owned(),
+        ];
+        Some(Self { argv, root })
+    }
+
+    /// Every runtime the lifecycle tests run against.
+    fn all() -> Vec<Self> {
+        let mut v = vec![Self::berth()];
+        v.extend(Self::runc());
+        v
+    }
+
+    fn name(&self) -> &str {
+        if self.argv[0] == RUNC { "runc" } else { "berth oci" }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.argv[0]);
+        c.args(&self.argv[1..]).args(args).stdin(Stdio::null());
+        c
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("spawn runtime")
+    }
+
+    /// Runs a verb that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed ({}): {}",
+            self.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
+    }
+
+    /// Polls `state` until the container has stopped. Bounded by a count,
+    /// not a time: the assertion is about the state, never the duration.
+    fn wait_stopped(&self, id: &str) {
+        for _ in 0..500 {
+            if self.state(id)["status"] == "stopped" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("{}: container {id} never stopped", self.name());
+    }
+}
+
+fn tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
+/// A unique id; also the name of the container's cgroup.
+fn unique_id(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "berth-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A busybox bundle in a temp dir running `args`.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new(args: &[&str], cgroups_path: Option<&str>) -> Self {
+        let dir = tempdir("berth-test-bundle-");
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+        for applet in APPLETS {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        let config = config_json(args, cgroups_path);
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+}
+
+/// A minimal spec: mount, pid, ipc and uts namespaces (no network one).
+fn config_json(args: &[&str], cgroups_path: Option<&str>) -> Value {
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let mut linux = json!({
+        "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+        "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+        "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+    });
+    if let Some(p) = cgroups_path {
+        linux["cgroupsPath"] = p.into();
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/bin", "GREETING=hello"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": true,
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "berth-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ],
+        "linux": linux,
+    })
+}
+
+/// A container that is deleted (--force) however the test ends, after
+/// which no cgroup of its name may be left.
+struct Container<'a> {
+    rt: &'a Runtime,
+    id: String,
+    bundle: Bundle,
+}
+
+impl<'a> Container<'a> {
+    /// A bundle running `args` with the cgroup `/<id>`.
+    fn new(rt: &'a Runtime, tag: &str, args: &[&str]) -> Self {
+        let id = unique_id(tag);
+        let bundle = Bundle::new(args, Some(&format!("/{id}")));
+        Self { rt, id, bundle }
+    }
+
+    fn create(&self) {
+        self.rt
+            .ok(&["create", "--bundle", self.bundle.path(), &self.id]);
+    }
+
+    fn create_and_start(&self) {
+        self.create();
+        self.rt.ok(&["start", &self.id]);
+    }
+}
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.rt.output(&["delete", "--force", &self.id]);
+        let left = cgroups_named(&self.id);
+        if !std::thread::panicking() {
+            assert!(left.is_empty(), "{}: cgroups left behind: {left:?}", self.rt.name());
+        }
+    }
+}
+
+/// Directories /sys/fs/cgroup/*/<name> (any depth-1 hierarchy).
+fn cgroups_named(name: &str) -> Vec<PathBuf> {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    hierarchies
+        .flatten()
+        .map(|h| h.path().join(name))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// Every test ends with nothing under /sys/fs/cgroup/*/berth-test-* of
+/// this process (other test binaries may run at the same time).
+fn assert_no_test_cgroups() {
+    let prefix = format!("berth-test-");
+    let pid_tag = format!("-{}-", std::process::id());
+    let mut left = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        for e in std::fs::read_dir(h.path()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.contains(&pid_tag) && e.path().is_dir() {
+                left.push(e.path());
+            }
+        }
+    }
+    // Also the default /berth/<id> cgroups berth makes for specs without a path.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        for e in std::fs::read_dir(h.path().join("berth")).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.contains(&pid_tag) {
+                left.push(e.path());
+            }
+        }
+    }
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
+#[test]
+fn run_returns_exit_code_and_output() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "run", &["sh", "-c", "echo out-$GREETING; exit 3"]);
+            let out = rt.output(&["run", "--bundle", c.bundle.path(), &c.id]);
+            assert_eq!(out.status.code(), Some(3), "{}: {out:?}", rt.name());
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "out-hello\n", "{}", rt.name());
+            // Foreground run deletes the container when it exits.
+            assert!(!rt.output(&["state", &c.id]).status.success(), "{}", rt.name());
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn run_reports_killing_signal_as_128_plus() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "sig", &["sh", "-c", "kill -9 $$"]);
+            let out = rt.output(&["run", "--bundle", c.bundle.path(), &c.id]);
+            assert_eq!(out.status.code(), Some(128 + 9), "{}: {out:?}", rt.name());
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn create_start_kill_delete_lifecycle() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "life", &["sleep", "1000"]);
+            c.create();
+            let st = rt.state(&c.id);
+            assert_eq!(st["status"], "created", "{}: {st}", rt.name());
+            assert_eq!(st["id"], c.id.as_str());
+            let bundle = Path::new(c.bundle.path()).canonicalize().unwrap();
+            assert_eq!(st["bundle"], bundle.to_str().unwrap(), "{}", rt.name());
+            assert_eq!(st["rootfs"], bundle.join("rootfs").to_str().unwrap(), "{}", rt.name());
+            assert!(st["created"].as_str().is_some_and(|s| s.contains('T')), "{st}");
+            let pid = st["pid"].as_i64().unwrap();
+            assert!(pid > 0);
+
+            rt.ok(&["start", &c.id]);
+            let st = rt.state(&c.id);
+            assert_eq!(st["status"], "running", "{}: {st}", rt.name());
+            assert_eq!(st["pid"].as_i64(), Some(pid));
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+            assert_eq!(comm.trim(), "sleep", "{}", rt.name());
+
+            rt.ok(&["kill", &c.id, "KILL"]);
+            rt.wait_stopped(&c.id);
+
+            rt.ok(&["delete", &c.id]);
+            let out = rt.output(&["state", &c.id]);
+            assert!(!out.status.success(), "{}: state after delete succeeded", rt.name());
+            assert!(cgroups_named(&c.id).is_empty(), "{}", rt.name());
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn kill_accepts_signal_names_and_numbers() {
+    for rt in Runtime::all() {
+        {
+            // TERM is ignored by a pid-1 shell without a handler; the
+            // trap makes it exit with a code we can tell apart.
+            let c = Container::new(&rt, "term", &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]);
+            c.create_and_start();
+            rt.ok(&["kill", &c.id, "SIGTERM"]);
+            rt.wait_stopped(&c.id);
+            rt.ok(&["delete", &c.id]);
+
+            let c = Container::new(&rt, "num", &["sleep", "1000"]);
+            c.create_and_start();
+            rt.ok(&["kill", &c.id, "9"]);
+            rt.wait_stopped(&c.id);
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn exec_returns_exec_exit_code() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "exec", &["sleep", "1000"]);
+            c.create_and_start();
+            let out = rt.output(&["exec", &c.id, "sh", "-c", "echo in-$GREETING-$EXTRA; exit 7"]);
+            assert_eq!(out.status.code(), Some(7), "{}: {out:?}", rt.name());
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "in-hello-\n", "{}", rt.name());
+
+            let out = rt.output(&["exec", "--env", "EXTRA=x", "--cwd", "/tmp", &c.id, "sh", "-c", "echo $EXTRA $(pwd)"]);
+            assert!(out.status.success(), "{}: {out:?}", rt.name());
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "x /tmp\n", "{}", rt.name());
+
+            // The exec'd process is in the container's pid namespace.
+            let out = rt.output(&["exec", &c.id, "sh", "-c", "echo $$"]);
+            assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "", "{}", rt.name());
+            assert_eq!(rt.state(&c.id)["status"], "running");
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn ps_json_lists_init_pid() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "ps", &["sleep", "1000"]);
+            c.create_and_start();
+            let pid = rt.state(&c.id)["pid"].as_i64().unwrap();
+            let pids: Vec<i64> =
+                serde_json::from_str(&rt.ok(&["ps", "--format", "json", &c.id])).unwrap();
+            assert_eq!(pids, vec![pid], "{}", rt.name());
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn update_pids_limit_reaches_cgroup() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "upd", &["sleep", "1000"]);
+            c.create_and_start();
+            rt.ok(&["update", "--pids-limit", "42", &c.id]);
+            let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/{}/pids.max", c.id))
+                .unwrap();
+            assert_eq!(max.trim(), "42", "{}", rt.name());
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn update_resources_from_stdin() {
+    let rt = Runtime::berth();
+    {
+        let c = Container::new(&rt, "updr", &["sleep", "1000"]);
+        c.create_and_start();
+        let mut child = rt
+            .cmd(&["update", "--resources", "-", &c.id])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(br#"{"pids":{"limit":17},"cpu":{"shares":512}}"#)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let read = |p: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{p}")).unwrap();
+        assert_eq!(read(&format!("pids/{}/pids.max", c.id)).trim(), "17");
+        assert_eq!(read(&format!("cpu/{}/cpu.shares", c.id)).trim(), "512");
+    }
+    assert_no_test_cgroups();
+}
+
+#[test]
+fn delete_missing_fails_naming_it_unless_forced() {
+    let rt = Runtime::berth();
+    let id = unique_id("missing");
+    let out = rt.output(&["delete", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("berth oci: "), "{err}");
+    assert!(err.contains(&id), "{err}");
+    rt.ok(&["delete", "--force", &id]);
+    if let Some(runc) = Runtime::runc() {
+        assert!(!runc.output(&["delete", &id]).status.success());
+        runc.ok(&["delete", "--force", &id]);
+    }
+}
+
+#[test]
+fn errors_go_to_log_file_as_json() {
+    let rt = Runtime::berth();
+    let id = unique_id("log");
+    let log = rt.root.path().join("log.json");
+    let out = rt.output(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(last["msg"].as_str().unwrap().contains(&id), "{last}");
+    assert!(last["time"].is_string());
+}
+
+#[test]
+fn spec_without_cgroups_path_gets_berth_cgroup() {
+    let rt = Runtime::berth();
+    let id = unique_id("nocg");
+    {
+        let bundle = Bundle::new(&["sleep", "1000"], None);
+        let c = Container { rt: &rt, id: id.clone(), bundle };
+        c.create_and_start();
+        let max = format!("/sys/fs/cgroup/pids/berth/{id}");
+        assert!(Path::new(&max).is_dir(), "{max} missing");
+        let st = rt.state(&id);
+        let bundle = Path::new(c.bundle.path()).canonicalize().unwrap();
+        assert_eq!(st["bundle"], bundle.to_str().unwrap(), "{st}");
+        // exec joins the same cgroup.
+        let out = rt.output(&["exec", &id, "cat", "/proc/self/cgroup"]);
+        let cg = String::from_utf8_lossy(&out.stdout);
+        assert!(cg.contains(&format!(":pids:/berth/{id}")), "{cg}");
+        rt.ok(&["delete", "--force", &id]);
+        assert!(!Path::new(&max).exists());
+        assert!(!rt.root.path().join("@bundles").join(&id).exists());
+    }
+    assert_no_test_cgroups();
+}
+
+#[test]
+fn create_twice_fails_and_keeps_first() {
+    let rt = Runtime::berth();
+    {
+        let c = Container::new(&rt, "twice", &["sleep", "1000"]);
+        c.create();
+        let out = rt.output(&["create", "--bundle", c.bundle.path(), &c.id]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+        assert_eq!(rt.state(&c.id)["status"], "created");
+    }
+    assert_no_test_cgroups();
+}
+
+#[test]
+fn pid_file_holds_init_pid() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "pidf", &["sleep", "1000"]);
+            let pid_file = c.bundle.dir.path().join("pid");
+            rt.ok(&["create", "--pid-file", pid_file.to_str().unwrap(), "--bundle", c.bundle.path(), &c.id]);
+            let written: i64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+            assert_eq!(Some(written), rt.state(&c.id)["pid"].as_i64(), "{}", rt.name());
+        }
+        assert_no_test_cgroups();
+    }
+}
+
+#[test]
+fn features_is_a_features_document() {
+    let rt = Runtime::berth();
+    let doc: Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
+    assert_eq!(doc["ociVersionMin"], "1.0.0");
+    let ns = doc["linux"]["namespaces"].as_array().unwrap();
+    assert!(ns.iter().any(|n| n == "pid"));
+    assert_eq!(doc["linux"]["cgroup"]["v1"], true);
+}

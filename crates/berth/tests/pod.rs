@@ -1,0 +1,359 @@
+//! Pods from the command line, with no daemon: run, ps, logs, exec, stop,
+//! rm, stats, gc, Pod manifests. Real containers; every test checks it left
+//! no mount, cgroup or process behind.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Berth, registry};
+
+fn busybox() -> String {
+    format!("{}/busybox:latest", registry())
+}
+
+/// A berth whose default runtime handler is `handler`.
+fn berth_on(handler: &str) -> Berth {
+    Berth::with_config(&format!("default_runtime = \"{handler}\""))
+}
+
+fn assert_clean(b: &Berth) {
+    let left = b.leftovers();
+    assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
+}
+
+fn run_exit_code_and_output(handler: &str) {
+    let b = berth_on(handler);
+    let out = b.cmd(
+        "default",
+        &["run", "--rm", "-q", &busybox(), "--", "sh", "-c", "echo hi; echo oops >&2; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
+    assert!(b.ok("default", &["ps", "-q"]).is_empty(), "--rm removed the pod");
+    assert_clean(&b);
+}
+
+#[test]
+fn run_prints_output_and_exits_with_the_apps_code_embedded() {
+    run_exit_code_and_output("berth");
+}
+
+#[test]
+fn run_prints_output_and_exits_with_the_apps_code_runc() {
+    run_exit_code_and_output("runc");
+}
+
+#[test]
+fn detached_pod_runs_logs_in_order_stops_and_reports_its_exit() {
+    let b = Berth::new();
+    let id = b
+        .ok(
+            "default",
+            &[
+                "run",
+                "-d",
+                "--name",
+                "ticker",
+                &busybox(),
+                "--",
+                "sh",
+                "-c",
+                "trap 'echo bye; exit 7' TERM; for i in 1 2 3 4 5; do echo line $i; done; while true; do sleep 0.1; done",
+            ],
+        )
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    // The CLI that started it has exited; the pod still runs.
+    let ps = b.json("default", &["ps", "--json"]);
+    assert_eq!(ps[0]["state"], "running", "{ps}");
+    assert_eq!(ps[0]["name"], "ticker");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let l = b.ok("default", &["logs", "ticker"]);
+        if l.lines().count() >= 5 || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(logs, "line 1\nline 2\nline 3\nline 4\nline 5\n");
+    let t0 = Instant::now();
+    b.ok("default", &["stop", "-t", "5", &id[..12]]);
+    assert!(t0.elapsed() < Duration::from_secs(5), "stop waited the whole grace period");
+    let ps = b.json("default", &["ps", "--json"]);
+    assert_eq!(ps[0]["state"], "exited", "{ps}");
+    assert_eq!(ps[0]["exit_code"], 7, "{ps}");
+    assert!(b.ok("default", &["ps"]).contains("exited (7)"));
+    assert!(b.ok("default", &["logs", "ticker"]).ends_with("bye\n"));
+    b.ok("default", &["rm", "ticker"]);
+    assert_eq!(b.json("default", &["ps", "--json"]), serde_json::json!([]));
+    assert_clean(&b);
+}
+
+#[test]
+fn stop_kills_an_app_that_ignores_the_stop_signal_after_the_grace_period() {
+    let b = Berth::new();
+    b.ok(
+        "default",
+        &["run", "-d", "--name", "stubborn", &busybox(), "--", "sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"],
+    );
+    let t0 = Instant::now();
+    b.ok("default", &["stop", "-t", "1", "stubborn"]);
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    let st = b.json("default", &["status", "--json", "stubborn"]);
+    assert_eq!(st["apps"][0]["exit_code"], 137, "{st}");
+    b.ok("default", &["rm", "stubborn"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn memory_limit_oom_kills_and_is_reported() {
+    let b = Berth::new();
+    // Grow a shell variable until the 16 MiB limit is hit.
+    let out = b.cmd(
+        "default",
+        &[
+            "run", "--name", "hog", "-q", "--memory", "16m", &busybox(), "--", "sh", "-c",
+            "x=0123456789abcdef; while true; do x=$x$x; done",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = b.json("default", &["status", "--json", "hog"]);
+    assert_eq!(st["apps"][0]["reason"], "OOMKilled", "{st}");
+    b.ok("default", &["rm", "hog"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn pids_limit_holds() {
+    let b = Berth::new();
+    let out = b.cmd(
+        "default",
+        &[
+            "run", "--rm", "-q", "--pids-limit", "8", &busybox(), "--", "sh", "-c",
+            "n=0; for i in $(seq 1 30); do sleep 5 & n=$((n+1)); done; echo started; exit 0",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    // fork fails once the limit is reached: the shell reports it.
+    assert!(err.contains("fork") || err.contains("Resource temporarily unavailable"), "stderr: {err}");
+    assert_clean(&b);
+}
+
+#[test]
+fn apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces() {
+    let b = Berth::new();
+    let img = busybox();
+    let args = ["sh", "-c", "while true; do sleep 1; done"];
+    let mut cmd = vec!["run", "-d", "--name", "pair", "--hostname", "pairhost", "--app", &img, "--app", &img, "--"];
+    cmd.extend(args);
+    b.ok("default", &cmd);
+    let st = b.json("default", &["status", "--json", "pair"]);
+    let apps = st["apps"].as_array().unwrap();
+    assert_eq!(apps.len(), 2, "{st}");
+    let ns_of = |app: &str, kind: &str| {
+        b.ok("default", &["exec", "--app", app, "pair", "--", "readlink", &format!("/proc/self/ns/{kind}")])
+    };
+    let (a, c) = (apps[0]["name"].as_str().unwrap(), apps[1]["name"].as_str().unwrap());
+    assert_eq!(ns_of(a, "ipc"), ns_of(c, "ipc"));
+    assert_eq!(ns_of(a, "uts"), ns_of(c, "uts"));
+    assert_eq!(ns_of(a, "net"), ns_of(c, "net"));
+    assert_ne!(ns_of(a, "mnt"), ns_of(c, "mnt"));
+    assert_eq!(b.ok("default", &["exec", "--app", c, "pair", "--", "hostname"]), "pairhost\n");
+    // A file written in one app's root filesystem is not in the other's.
+    b.ok("default", &["exec", "--app", a, "pair", "--", "touch", "/only-here"]);
+    let out = b.cmd("default", &["exec", "--app", c, "pair", "--", "ls", "/only-here"]);
+    assert!(!out.status.success());
+    b.ok("default", &["rm", "--force", "pair"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn exec_returns_the_exit_code_and_runs_with_a_tty() {
+    let b = Berth::new();
+    b.ok("default", &["run", "-d", "--name", "box", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
+    let out = b.cmd("default", &["exec", "box", "--", "sh", "-c", "echo in; exit 5"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in\n");
+    // With -t the process gets a terminal: `tty` names it and exits 0.
+    let out = b.cmd("default", &["exec", "-t", "box", "--", "tty"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"), "{:?}", out);
+    let out = b.cmd("default", &["exec", "box", "--", "tty"]);
+    assert_ne!(out.status.code(), Some(0), "no tty without -t");
+    b.ok("default", &["rm", "--force", "box"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn stats_report_the_apps_cgroup_usage() {
+    let b = Berth::new();
+    b.ok("default", &["run", "-d", "--name", "busy", &busybox(), "--", "sh", "-c", "sleep 60 & sleep 60 & while true; do :; done"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let s = b.json("default", &["stats", "--json", "busy"]);
+    let row = &s[0];
+    assert!(row["cpu_usage_ns"].as_u64().unwrap() > 0, "{s}");
+    assert!(row["memory_working_set"].as_u64().unwrap() > 0, "{s}");
+    assert!(row["pids_current"].as_u64().unwrap() >= 3, "{s}");
+    b.ok("default", &["rm", "--force", "busy"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn user_env_workdir_mounts_and_read_only_rootfs() {
+    let b = Berth::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), "from host").unwrap();
+    let mount = format!("{}:/data:ro", host.path().display());
+    let out = b.ok(
+        "default",
+        &[
+            "run", "--rm", "-q", "--user", "1000:1000", "-e", "GREETING=hello", "-w", "/tmp", "--mount", &mount,
+            "--read-only", "--mount", "type=tmpfs,dst=/tmp", &busybox(), "--", "sh", "-c",
+            "id -u; id -g; echo $GREETING; pwd; cat /data/in.txt; echo; touch /x 2>/dev/null || echo ro; touch /data/y 2>/dev/null || echo data-ro; touch /tmp/z && echo tmp-rw",
+        ],
+    );
+    assert_eq!(out, "1000\n1000\nhello\n/tmp\nfrom host\nro\ndata-ro\ntmp-rw\n");
+    assert_clean(&b);
+}
+
+#[test]
+fn secure_defaults_capabilities_seccomp_and_no_new_privs() {
+    let b = Berth::new();
+    let out = b.ok(
+        "default",
+        &["run", "--rm", "-q", &busybox(), "--", "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status"],
+    );
+    // containerd's default capability set.
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    let out = b.ok(
+        "default",
+        &["run", "--rm", "-q", "--cap-drop", "ALL", &busybox(), "--", "sh", "-c", "grep CapEff /proc/self/status"],
+    );
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert_clean(&b);
+}
+
+#[test]
+fn pod_manifest_runs_init_containers_then_apps_with_volumes() {
+    let b = Berth::new();
+    let host = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  initContainers:
+  - name: seed
+    image: {img}
+    command: ["sh", "-c", "echo seeded > /work/seed"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /work
+  containers:
+  - name: main
+    image: {img}
+    command: ["sh", "-c"]
+    args: ["cat /work/seed; cat /host/note; echo $MODE; id -u"]
+    env:
+    - name: MODE
+      value: manifest
+    securityContext:
+      runAsUser: 1234
+    resources:
+      limits:
+        memory: 64Mi
+    volumeMounts:
+    - name: scratch
+      mountPath: /work
+    - name: hostdir
+      mountPath: /host
+      readOnly: true
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  - name: hostdir
+    hostPath:
+      path: {host}
+"#,
+        img = busybox(),
+        host = host.path().display()
+    );
+    std::fs::write(host.path().join("note"), "from the host\n").unwrap();
+    let file = b.dir.path().join("pod.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let out = b.ok("default", &["run", "-q", "-f", file.to_str().unwrap()]);
+    assert_eq!(out, "seeded\nfrom the host\nmanifest\n1234\n");
+    let st = b.json("default", &["status", "--json", "web"]);
+    assert_eq!(st["state"], "exited", "{st}");
+    assert_eq!(st["apps"].as_array().unwrap().len(), 2);
+    b.ok("default", &["rm", "web"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_bad_part_and_keeps_what_exists() {
+    let b = Berth::new();
+    b.ok("default", &["run", "-d", "--name", "keep", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
+    let err = b.fails("default", &["run", "-d", "--name", "keep", &busybox(), "--", "true"]);
+    assert!(err.contains("\"keep\"") && err.contains("taken"), "{err}");
+    let err = b.fails("default", &["run", "--name", "Bad_Name", &busybox()]);
+    assert!(err.contains("\"Bad_Name\""), "{err}");
+    let err = b.fails("default", &["run", "--memory", "12q", &busybox()]);
+    assert!(err.contains("--memory") && err.contains("\"q\""), "{err}");
+    let err = b.fails("default", &["run", "--user", "nosuchuser", &busybox(), "--", "true"]);
+    assert!(err.contains("nosuchuser"), "{err}");
+    let err = b.fails("default", &["run", "--runtime", "nosuch", &busybox(), "--", "true"]);
+    assert!(err.contains("\"nosuch\""), "{err}");
+    let err = b.fails("default", &["run", &busybox(), "--", "/no/such/binary"]);
+    assert!(err.contains("/no/such/binary"), "{err}");
+    let err = b.fails("default", &["rm", "keep"]);
+    assert!(err.contains("running"), "{err}");
+    // Failed runs left nothing, and the first pod is untouched.
+    let ps = b.json("default", &["ps", "--json"]);
+    assert_eq!(ps.as_array().unwrap().len(), 1, "{ps}");
+    assert_eq!(ps[0]["state"], "running");
+    b.ok("default", &["rm", "--force", "keep"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn shared_pid_namespace_has_berths_init_as_pid_1() {
+    let b = Berth::new();
+    let img = busybox();
+    b.ok(
+        "default",
+        &["run", "-d", "--share-pid", "--name", "pids", "--app", &img, "--app", &img, "--", "sh", "-c", "while true; do sleep 1; done"],
+    );
+    let st = b.json("default", &["status", "--json", "pids"]);
+    let second = st["apps"][1]["name"].as_str().unwrap().to_string();
+    let ps = b.ok("default", &["exec", "--app", &second, "pids", "--", "ps", "-o", "pid,args"]);
+    // Both apps' shells are visible from one of them, and pid 1 is not theirs.
+    assert!(ps.matches("while true").count() >= 2, "{ps}");
+    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or_default().to_string();
+    assert!(!pid1.contains("while true"), "{ps}");
+    b.ok("default", &["rm", "--force", "pids"]);
+    assert_clean(&b);
+}
+
+#[test]
+fn gc_removes_exited_pods_after_the_grace_period_only() {
+    let b = Berth::new();
+    b.ok("default", &["run", "-q", "--name", "done", &busybox(), "--", "true"]);
+    b.ok("default", &["run", "-d", "--name", "alive", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
+    let out = b.json("default", &["gc", "--json", "--grace", "1h"]);
+    assert_eq!(out["pods_removed"], 0, "{out}");
+    let out = b.json("default", &["gc", "--json", "--grace", "0s"]);
+    assert_eq!(out["pods_removed"], 1, "{out}");
+    let ps = b.json("default", &["ps", "--json"]);
+    assert_eq!(ps.as_array().unwrap().len(), 1);
+    assert_eq!(ps[0]["name"], "alive");
+    b.ok("default", &["rm", "--force", "alive"]);
+    assert_clean(&b);
+}
