@@ -22,7 +22,43 @@ fn assert_clean(b: &Berth) {
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
 }
 
-fn run_exit_code_and_output(handler: &str) {
+/// Every test runs on the embedded handler (`berth oci`) and on runc.
+macro_rules! on_each_handler {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn embedded() {
+                    super::$name("berth");
+                }
+                #[test]
+                fn runc() {
+                    super::$name("runc");
+                }
+            }
+        )*
+    };
+}
+
+on_each_handler!(
+    run_prints_output_and_exits_with_the_apps_code,
+    detached_pod_runs_logs_in_order_stops_and_reports_its_exit,
+    stop_kills_an_app_that_ignores_the_stop_signal_after_the_grace_period,
+    memory_limit_oom_kills_and_is_reported,
+    pids_limit_holds,
+    apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces,
+    exec_returns_the_exit_code_and_runs_with_a_tty,
+    stats_report_the_apps_cgroup_usage,
+    user_env_workdir_mounts_and_read_only_rootfs,
+    secure_defaults_capabilities_seccomp_and_no_new_privs,
+    pod_manifest_runs_init_containers_then_apps_with_volumes,
+    bad_input_is_refused_naming_the_bad_part_and_keeps_what_exists,
+    shared_pid_namespace_has_berths_init_as_pid_1,
+    gc_removes_exited_pods_after_the_grace_period_only,
+    interactive_run_takes_stdin_with_and_without_a_tty,
+);
+
+fn run_prints_output_and_exits_with_the_apps_code(handler: &str) {
     let b = berth_on(handler);
     let out = b.cmd(
         "default",
@@ -35,19 +71,9 @@ fn run_exit_code_and_output(handler: &str) {
     assert_clean(&b);
 }
 
-#[test]
-fn run_prints_output_and_exits_with_the_apps_code_embedded() {
-    run_exit_code_and_output("berth");
-}
 
-#[test]
-fn run_prints_output_and_exits_with_the_apps_code_runc() {
-    run_exit_code_and_output("runc");
-}
-
-#[test]
-fn detached_pod_runs_logs_in_order_stops_and_reports_its_exit() {
-    let b = Berth::new();
+fn detached_pod_runs_logs_in_order_stops_and_reports_its_exit(handler: &str) {
+    let b = berth_on(handler);
     let id = b
         .ok(
             "default",
@@ -92,9 +118,8 @@ fn detached_pod_runs_logs_in_order_stops_and_reports_its_exit() {
     assert_clean(&b);
 }
 
-#[test]
-fn stop_kills_an_app_that_ignores_the_stop_signal_after_the_grace_period() {
-    let b = Berth::new();
+fn stop_kills_an_app_that_ignores_the_stop_signal_after_the_grace_period(handler: &str) {
+    let b = berth_on(handler);
     b.ok(
         "default",
         &["run", "-d", "--name", "stubborn", &busybox(), "--", "sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"],
@@ -109,9 +134,8 @@ fn stop_kills_an_app_that_ignores_the_stop_signal_after_the_grace_period() {
     assert_clean(&b);
 }
 
-#[test]
-fn memory_limit_oom_kills_and_is_reported() {
-    let b = Berth::new();
+fn memory_limit_oom_kills_and_is_reported(handler: &str) {
+    let b = berth_on(handler);
     // Grow a shell variable until the 16 MiB limit is hit.
     let out = b.cmd(
         "default",
@@ -127,9 +151,8 @@ fn memory_limit_oom_kills_and_is_reported() {
     assert_clean(&b);
 }
 
-#[test]
-fn pids_limit_holds() {
-    let b = Berth::new();
+fn pids_limit_holds(handler: &str) {
+    let b = berth_on(handler);
     let out = b.cmd(
         "default",
         &[
@@ -143,9 +166,8 @@ fn pids_limit_holds() {
     assert_clean(&b);
 }
 
-#[test]
-fn apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces() {
-    let b = Berth::new();
+fn apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces(handler: &str) {
+    let b = berth_on(handler);
     let img = busybox();
     let args = ["sh", "-c", "while true; do sleep 1; done"];
     let mut cmd = vec!["run", "-d", "--name", "pair", "--hostname", "pairhost", "--app", &img, "--app", &img, "--"];
@@ -171,9 +193,8 @@ fn apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces() {
     assert_clean(&b);
 }
 
-#[test]
-fn exec_returns_the_exit_code_and_runs_with_a_tty() {
-    let b = Berth::new();
+fn exec_returns_the_exit_code_and_runs_with_a_tty(handler: &str) {
+    let b = berth_on(handler);
     b.ok("default", &["run", "-d", "--name", "box", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
     let out = b.cmd("default", &["exec", "box", "--", "sh", "-c", "echo in; exit 5"]);
     assert_eq!(out.status.code(), Some(5));
@@ -188,9 +209,8 @@ fn exec_returns_the_exit_code_and_runs_with_a_tty() {
     assert_clean(&b);
 }
 
-#[test]
-fn stats_report_the_apps_cgroup_usage() {
-    let b = Berth::new();
+fn stats_report_the_apps_cgroup_usage(handler: &str) {
+    let b = berth_on(handler);
     b.ok("default", &["run", "-d", "--name", "busy", &busybox(), "--", "sh", "-c", "sleep 60 & sleep 60 & while true; do :; done"]);
     std::thread::sleep(Duration::from_millis(300));
     let s = b.json("default", &["stats", "--json", "busy"]);
@@ -202,9 +222,8 @@ fn stats_report_the_apps_cgroup_usage() {
     assert_clean(&b);
 }
 
-#[test]
-fn user_env_workdir_mounts_and_read_only_rootfs() {
-    let b = Berth::new();
+fn user_env_workdir_mounts_and_read_only_rootfs(handler: &str) {
+    let b = berth_on(handler);
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in.txt"), "from host").unwrap();
     let mount = format!("{}:/data:ro", host.path().display());
@@ -220,9 +239,8 @@ fn user_env_workdir_mounts_and_read_only_rootfs() {
     assert_clean(&b);
 }
 
-#[test]
-fn secure_defaults_capabilities_seccomp_and_no_new_privs() {
-    let b = Berth::new();
+fn secure_defaults_capabilities_seccomp_and_no_new_privs(handler: &str) {
+    let b = berth_on(handler);
     let out = b.ok(
         "default",
         &["run", "--rm", "-q", &busybox(), "--", "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status"],
@@ -238,9 +256,8 @@ fn secure_defaults_capabilities_seccomp_and_no_new_privs() {
     assert_clean(&b);
 }
 
-#[test]
-fn pod_manifest_runs_init_containers_then_apps_with_volumes() {
-    let b = Berth::new();
+fn pod_manifest_runs_init_containers_then_apps_with_volumes(handler: &str) {
+    let b = berth_on(handler);
     let host = tempfile::tempdir().unwrap();
     let manifest = format!(
         r#"
@@ -297,9 +314,8 @@ spec:
     assert_clean(&b);
 }
 
-#[test]
-fn bad_input_is_refused_naming_the_bad_part_and_keeps_what_exists() {
-    let b = Berth::new();
+fn bad_input_is_refused_naming_the_bad_part_and_keeps_what_exists(handler: &str) {
+    let b = berth_on(handler);
     b.ok("default", &["run", "-d", "--name", "keep", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
     let err = b.fails("default", &["run", "-d", "--name", "keep", &busybox(), "--", "true"]);
     assert!(err.contains("\"keep\"") && err.contains("taken"), "{err}");
@@ -323,9 +339,8 @@ fn bad_input_is_refused_naming_the_bad_part_and_keeps_what_exists() {
     assert_clean(&b);
 }
 
-#[test]
-fn shared_pid_namespace_has_berths_init_as_pid_1() {
-    let b = Berth::new();
+fn shared_pid_namespace_has_berths_init_as_pid_1(handler: &str) {
+    let b = berth_on(handler);
     let img = busybox();
     b.ok(
         "default",
@@ -342,9 +357,8 @@ fn shared_pid_namespace_has_berths_init_as_pid_1() {
     assert_clean(&b);
 }
 
-#[test]
-fn gc_removes_exited_pods_after_the_grace_period_only() {
-    let b = Berth::new();
+fn gc_removes_exited_pods_after_the_grace_period_only(handler: &str) {
+    let b = berth_on(handler);
     b.ok("default", &["run", "-q", "--name", "done", &busybox(), "--", "true"]);
     b.ok("default", &["run", "-d", "--name", "alive", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
     let out = b.json("default", &["gc", "--json", "--grace", "1h"]);
@@ -355,5 +369,32 @@ fn gc_removes_exited_pods_after_the_grace_period_only() {
     assert_eq!(ps.as_array().unwrap().len(), 1);
     assert_eq!(ps[0]["name"], "alive");
     b.ok("default", &["rm", "--force", "alive"]);
+    assert_clean(&b);
+}
+
+fn interactive_run_takes_stdin_with_and_without_a_tty(handler: &str) {
+    use std::io::Write;
+    let b = berth_on(handler);
+    for tty in [false, true] {
+        let flag = if tty { "-it" } else { "-i" };
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--config")
+            .arg(&b.config)
+            .args(["run", "--rm", "-q", flag, &busybox(), "--", "sh", "-c", "echo ready; read x; echo got $x; [ -t 0 ] && echo tty; exit 4"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        assert_eq!(out.status.code(), Some(4), "{flag}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        // The output written before stdin arrived was not lost (a tty also
+        // echoes the input, possibly before it).
+        assert!(stdout.starts_with("ready\n") || tty && stdout.contains("ready\n"), "{flag}: {stdout:?}");
+        assert!(stdout.contains("got hello\n"), "{flag}: {stdout:?}");
+        assert_eq!(stdout.contains("tty\n"), tty, "{flag}: {stdout:?}");
+    }
     assert_clean(&b);
 }

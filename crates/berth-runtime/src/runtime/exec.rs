@@ -20,18 +20,26 @@ pub struct ExecRequest {
 /// it reads is removed when this is dropped.
 pub struct ExecCommand {
     pub command: Command,
+    /// With a console socket the runtime detaches and writes the process'
+    /// pid here; the caller, a child subreaper, waits for it.
+    pub pid_file: Option<PathBuf>,
     process_file: PathBuf,
 }
 
 impl Drop for ExecCommand {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.process_file);
+        if let Some(p) = &self.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
 impl Runtime {
-    /// Prepares `handler exec` of `req` in container `id`. With a tty the
-    /// pty's master is sent to `console_socket`.
+    /// Prepares `handler exec` of `req` in container `id`. With a tty and
+    /// `console_socket`, the pty's master is sent there and the runtime
+    /// detaches (runc allows a console socket only then): see
+    /// [`ExecCommand::pid_file`].
     pub fn exec_command(
         &self,
         id: &str,
@@ -76,20 +84,23 @@ impl Runtime {
             // A console size is a property of the caller's terminal.
             o.remove("consoleSize");
         }
-        let process_file = dir.join(format!("exec-{}.json", &new_id()[..16]));
+        let tag = &new_id()[..16];
+        let process_file = dir.join(format!("exec-{tag}.json"));
         write_file(&process_file, &serde_json::to_vec(&process).expect("json"))?;
         let handler = self.handler(&rec.handler)?;
+        let pid_file = console_socket.map(|_| dir.join(format!("exec-{tag}.pid")));
         let mut extra: Vec<&OsStr> = Vec::new();
         if req.tty {
             extra.push(OsStr::new("--tty"));
-            if let Some(s) = console_socket {
-                extra.push(OsStr::new("--console-socket"));
-                extra.push(s.as_os_str());
-            }
+        }
+        if let (Some(s), Some(p)) = (console_socket, &pid_file) {
+            extra.extend([OsStr::new("--console-socket"), s.as_os_str(), OsStr::new("--detach")]);
+            extra.extend([OsStr::new("--pid-file"), p.as_os_str()]);
         }
         let command = handler.exec_command(&rec.id, &process_file, &extra);
         Ok(ExecCommand {
             command,
+            pid_file,
             process_file,
         })
     }

@@ -255,11 +255,9 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
         let dir = tempfile::Builder::new().prefix("berth-exec").tempdir()?;
         let sock = dir.path().join("console");
         let mut exec = rt.exec_command(&app.id, &req, Some(&sock))?;
-        if !a.interactive {
-            exec.command.stdin(std::process::Stdio::null());
-        }
+        let pid_file = exec.pid_file.clone().context("exec with a console socket has a pid file")?;
         let cmd = std::mem::replace(&mut exec.command, std::process::Command::new("true"));
-        terminal::run_with_console(cmd, &sock)?
+        return terminal::run_with_console(cmd, &sock, &pid_file, a.interactive).map(exit_code_of);
     } else {
         let mut exec = rt.exec_command(&app.id, &req, None)?;
         if !a.interactive {
@@ -268,6 +266,10 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
         exec.command.status().context("run the runtime's exec")?
     };
     Ok(exit_code(status))
+}
+
+fn exit_code_of(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {

@@ -16,6 +16,7 @@ use berth_runtime::Runtime;
 use berth_runtime::model::{
     ContainerConfig, Mount, MountKind, NsMode, PodConfig, Propagation, Resources, Seccomp, SecurityContext,
 };
+use berth_runtime::monitor::AttachClient;
 use berth_runtime::runtime::{ContainerState, PodRecord, ResolvedImage};
 use clap::Args;
 
@@ -129,9 +130,21 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let pod = rt.run_pod(ctx.namespace.as_str(), pod_cfg)?;
-    let started = start_apps(&rt, &pod, &inits, &apps, &resolved, volumes);
-    let main_id = match started {
-        Ok(id) => id,
+    let interactive = !a.detach && (a.tty || a.interactive);
+    let started = create_apps(&rt, &pod, &inits, &apps, &resolved, volumes).and_then(|ids| {
+        // Attached before the start, so no output is missed.
+        let client = if interactive {
+            Some(AttachClient::connect(&rt.attach_socket(&ids[0]))?)
+        } else {
+            None
+        };
+        for id in &ids {
+            rt.start_container(id)?;
+        }
+        Ok((ids, client))
+    });
+    let (ids, client) = match started {
+        Ok(r) => r,
         Err(e) => {
             if let Err(e2) = rt.remove_pod(&pod.id) {
                 tracing::warn!(pod = %pod.id, "cleanup after a failed start: {e2:#}");
@@ -143,7 +156,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", pod.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let code = foreground(&rt, &pod, &main_id, &a);
+    let code = foreground(&rt, &pod, &ids[0], &a, client);
     if a.rm {
         rt.remove_pod(&pod.id).context("remove the pod (--rm)")?;
     }
@@ -301,16 +314,16 @@ fn apply_user(s: &mut SecurityContext, user: Option<&str>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Creates the init containers and runs them one by one to success, then
-/// creates and starts the apps. Returns the main app's container id.
-fn start_apps(
+/// Runs the init containers one by one to success, then creates the apps
+/// (not started). Returns their ids, the main app's first.
+fn create_apps(
     rt: &Runtime,
     pod: &PodRecord,
     inits: &[ContainerConfig],
     apps: &[ContainerConfig],
     images: &BTreeMap<String, ResolvedImage>,
     manifest_volumes: Option<manifest::PodManifest>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Vec<String>> {
     let volumes = rt.pod_volumes_dir(&pod.id);
     let moved = |p: &std::path::Path| match p.strip_prefix(PENDING_VOLUMES) {
         Ok(rest) => volumes.join(rest),
@@ -345,16 +358,11 @@ fn start_apps(
             bail!("init container {} exited with {exit}", c.name);
         }
     }
-    // Containers are created one after the other (each is a monitor and a
-    // runtime `create`), then started together.
     let mut ids = Vec::new();
     for c in &apps {
         ids.push(rt.create_container(&pod.id, c.clone(), &images[&c.image])?.id);
     }
-    for id in &ids {
-        rt.start_container(id)?;
-    }
-    Ok(ids.swap_remove(0))
+    Ok(ids)
 }
 
 /// Waits until container `id` exits; returns its exit code.
@@ -379,7 +387,13 @@ fn wait_exit(rt: &Runtime, id: &str, stop: Option<&AtomicBool>) -> anyhow::Resul
 
 /// Streams the apps' output until the main app exits or a signal asks the
 /// pod to stop; returns the main app's exit code.
-fn foreground(rt: &Runtime, pod: &PodRecord, main_id: &str, a: &RunArgs) -> anyhow::Result<ExitCode> {
+fn foreground(
+    rt: &Runtime,
+    pod: &PodRecord,
+    main_id: &str,
+    a: &RunArgs,
+    client: Option<AttachClient>,
+) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
@@ -388,17 +402,17 @@ fn foreground(rt: &Runtime, pod: &PodRecord, main_id: &str, a: &RunArgs) -> anyh
     let ctrs = rt.list_containers(None, Some(&pod.id))?;
     let main = rt.get_container(main_id)?;
     let code = std::thread::scope(|s| -> anyhow::Result<i32> {
-        if main.config.tty || main.config.stdin {
-            let sock = rt.attach_socket(main_id);
+        let attached = client.is_some();
+        if let Some(client) = client {
             let tty = main.config.tty;
             s.spawn(move || {
-                if let Err(e) = terminal::attach(&sock, tty) {
+                if let Err(e) = terminal::attach(client, tty) {
                     tracing::warn!("attach: {e:#}");
                 }
             });
         }
         for c in &ctrs {
-            if c.config.tty || (c.id == main.id && main.config.stdin) {
+            if c.config.tty || (c.id == main.id && attached) {
                 continue;
             }
             let exit_file = rt.exit_file(&c.id);

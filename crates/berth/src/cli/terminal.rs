@@ -60,8 +60,7 @@ impl Winch {
 }
 
 /// Attaches the terminal to a container's monitor until the container exits.
-pub fn attach(socket: &Path, tty: bool) -> anyhow::Result<Option<i32>> {
-    let mut client = AttachClient::connect(socket)?;
+pub fn attach(mut client: AttachClient, tty: bool) -> anyhow::Result<Option<i32>> {
     let _raw = tty.then(RawMode::enter);
     let mut input = client.try_clone()?;
     // stdin is copied by a thread that ends with the process: a blocking
@@ -114,23 +113,37 @@ pub fn attach(socket: &Path, tty: bool) -> anyhow::Result<Option<i32>> {
     }
 }
 
-/// Runs a runtime command that takes `--console-socket` (already in `cmd`'s
-/// arguments as `socket`), receives the pty master and proxies the terminal
-/// to it until the command exits; returns its exit status.
-pub fn run_with_console(mut cmd: Command, socket: &Path) -> anyhow::Result<std::process::ExitStatus> {
+/// Runs a runtime `exec` that was given `--console-socket socket --detach
+/// --pid-file pid_file`: receives the pty master, waits for the runtime to
+/// hand the process over (this process is its child subreaper, so the
+/// detached process becomes our child), proxies the terminal to the pty and
+/// returns the process' exit code.
+pub fn run_with_console(mut cmd: Command, socket: &Path, pid_file: &Path, stdin: bool) -> anyhow::Result<i32> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).context("become child subreaper")?;
     let listener = std::os::unix::net::UnixListener::bind(socket)
         .with_context(|| format!("bind console socket {}", socket.display()))?;
+    cmd.stdin(std::process::Stdio::null());
     let mut child = cmd.spawn().context("start the runtime's exec")?;
     let master = match accept_master(&listener, &mut child) {
         Ok(Some(m)) => m,
-        Ok(None) => return child.wait().context("wait for the runtime's exec"),
+        Ok(None) => {
+            let st = child.wait().context("wait for the runtime's exec")?;
+            anyhow::bail!("the runtime's exec failed ({st})");
+        }
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
             return Err(e);
         }
     };
-    let _raw = RawMode::enter();
+    let st = child.wait().context("wait for the runtime's exec")?;
+    anyhow::ensure!(st.success(), "the runtime's exec failed ({st})");
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .with_context(|| format!("read {}", pid_file.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{}: not a pid", pid_file.display()))?;
+    let _raw = stdin.then(RawMode::enter);
     let winch = Winch::new()?;
     let resize = |m: &OwnedFd| {
         if winch.changed()
@@ -146,10 +159,12 @@ pub fn run_with_console(mut cmd: Command, socket: &Path) -> anyhow::Result<std::
         }
     };
     resize(&master);
-    let mut to_pty = std::fs::File::from(master.try_clone()?);
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut to_pty);
-    });
+    if stdin {
+        let mut to_pty = std::fs::File::from(master.try_clone()?);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut to_pty);
+        });
+    }
     let mut from_pty = std::fs::File::from(master.try_clone()?);
     let mut out = std::io::stdout();
     let mut buf = [0u8; 8192];
@@ -164,7 +179,17 @@ pub fn run_with_console(mut cmd: Command, socket: &Path) -> anyhow::Result<std::
             }
         }
     }
-    child.wait().context("wait for the runtime's exec")
+    let status = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    )
+    .context("wait for the exec'd process")?
+    .map(|(_, s)| s);
+    Ok(match status {
+        Some(s) if s.exited() => s.exit_status().unwrap_or(0),
+        Some(s) => 128 + s.terminating_signal().unwrap_or(0),
+        None => 0,
+    })
 }
 
 /// The pty master the runtime sends over the console socket, or `None` when
