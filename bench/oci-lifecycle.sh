@@ -45,6 +45,11 @@ ORDER=($(for r in "${ORDER[@]}"; do [ -n "${RT[$r]:-}" ] && echo "$r"; done))
 cleanup() {
   for r in "${ORDER[@]}"; do ${RT[$r]} delete --force "bench-$r" >/dev/null 2>&1 || true; done
   rm -rf "$work"
+  # crun, not finding a cgroup2 mount at /sys/fs/cgroup/unified, makes
+  # plain directories there (in the host's /sys/fs/cgroup tmpfs, under the
+  # hidden mountpoint, with a cgroup.procs file); remove those too.
+  mountpoint -q /sys/fs/cgroup/unified || rm -rf /sys/fs/cgroup/unified/berth-bench
+  rmdir /sys/fs/cgroup/*/berth-bench 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -56,7 +61,6 @@ for a in sh true; do ln -s busybox "$B/rootfs/bin/$a"; done
 bundle_for() { # $1 = runtime name
   local d=$work/bundle-$1
   mkdir -p "$d"
-  ln -sfn "$B/rootfs" "$d/rootfs"
   cat >"$d/config.json" <<JSON
 {
   "ociVersion": "1.0.2",
@@ -70,7 +74,7 @@ bundle_for() { # $1 = runtime name
     },
     "noNewPrivileges": true
   },
-  "root": {"path": "rootfs", "readonly": true},
+  "root": {"path": "$B/rootfs", "readonly": true},
   "hostname": "bench",
   "mounts": [
     {"destination": "/proc", "type": "proc", "source": "proc"},
@@ -121,5 +125,5 @@ for i in "${!ORDER[@]}"; do
   m() { jq -r ".results[$i].median * 1000 | . * 100 | round / 100" "$work/$1.json"; }
   printf '%-10s %10s %10s\n' "${ORDER[$i]}" "$(m run)" "$(m seq)"
 done
-left=$(find /sys/fs/cgroup/*/berth-bench -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
-echo "cgroups left under berth-bench: $left"
+left=$(find /sys/fs/cgroup/*/berth-bench -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true)
+echo "cgroups left under berth-bench: ${left:-none}"

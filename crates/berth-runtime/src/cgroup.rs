@@ -533,7 +533,9 @@ fn prune_other_hierarchies(rel: &Path, ours: &[V1Mount]) {
         return;
     };
     for entry in text.lines().filter_map(parse_mountinfo_line) {
-        if !matches!(entry.fstype, "cgroup" | "cgroup2") || ours.iter().any(|m| m.mountpoint == entry.mountpoint) {
+        if !matches!(entry.fstype, "cgroup" | "cgroup2")
+            || ours.iter().any(|m| m.mountpoint == entry.mountpoint)
+        {
             continue;
         }
         let top = entry.mountpoint.join(rel);

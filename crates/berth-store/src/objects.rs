@@ -114,7 +114,11 @@ impl Store {
                 holder,
             });
         }
-        let created = if row.created == 0 { now_nanos() } else { row.created };
+        let created = if row.created == 0 {
+            now_nanos()
+        } else {
+            row.created
+        };
         tx.execute(
             "INSERT INTO objects(kind, id, namespace, parent, name, created, data) VALUES (?1,?2,?3,?4,?5,?6,?7)",
             params![
@@ -133,7 +137,11 @@ impl Store {
                 "INSERT INTO object_resources(kind, id, resource) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![kind.as_str(), row.id, res.encode()],
             )
-            .map_err(StoreError::db(format!("record resources of {} {}", kind.as_str(), row.id)))?;
+            .map_err(StoreError::db(format!(
+                "record resources of {} {}",
+                kind.as_str(),
+                row.id
+            )))?;
         }
         tx.commit()
             .map_err(StoreError::db(format!("record {} {}", kind.as_str(), row.id)))
@@ -224,26 +232,34 @@ mod tests {
     fn names_are_unique_per_namespace_and_pod() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        s.insert_object(ObjectKind::Pod, &row("p1", "", "web"), &[]).unwrap();
+        s.insert_object(ObjectKind::Pod, &row("p1", "", "web"), &[])
+            .unwrap();
         let err = s
             .insert_object(ObjectKind::Pod, &row("p2", "", "web"), &[])
             .unwrap_err();
-        assert!(matches!(&err, StoreError::NameInUse { holder, .. } if holder == "p1"), "{err}");
+        assert!(
+            matches!(&err, StoreError::NameInUse { holder, .. } if holder == "p1"),
+            "{err}"
+        );
         assert!(err.to_string().contains("\"web\""), "{err}");
         // The refused insert left the first record as it was.
-        assert_eq!(s.get_object(ObjectKind::Pod, "p1").unwrap().unwrap().data, "{\"id\":\"p1\"}");
+        assert_eq!(
+            s.get_object(ObjectKind::Pod, "p1").unwrap().unwrap().data,
+            "{\"id\":\"p1\"}"
+        );
         // Same container name in two pods is fine.
         s.insert_object(ObjectKind::Container, &row("c1", "p1", "app"), &[])
             .unwrap();
         s.insert_object(ObjectKind::Container, &row("c2", "p2", "app"), &[])
             .unwrap();
-        let in_p1 = s
-            .list_objects(ObjectKind::Container, None, Some("p1"))
-            .unwrap();
+        let in_p1 = s.list_objects(ObjectKind::Container, None, Some("p1")).unwrap();
         assert_eq!(in_p1.len(), 1);
         assert_eq!(in_p1[0].id, "c1");
         s.update_object(ObjectKind::Container, "c1", "{}").unwrap();
-        assert_eq!(s.get_object(ObjectKind::Container, "c1").unwrap().unwrap().data, "{}");
+        assert_eq!(
+            s.get_object(ObjectKind::Container, "c1").unwrap().unwrap().data,
+            "{}"
+        );
         assert!(s.update_object(ObjectKind::Container, "nope", "{}").is_err());
         s.delete_object(ObjectKind::Container, "c1").unwrap();
         s.delete_object(ObjectKind::Container, "c1").unwrap();
@@ -255,8 +271,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         let d = s.content().write_all(b"layer", None).unwrap();
-        s.insert_object(ObjectKind::Container, &row("c1", "p1", "app"), &[Resource::Blob(d.clone())])
-            .unwrap();
+        s.insert_object(
+            ObjectKind::Container,
+            &row("c1", "p1", "app"),
+            &[Resource::Blob(d.clone())],
+        )
+        .unwrap();
         assert_eq!(s.gc().unwrap().blobs_removed, 0);
         assert!(s.content().exists(&d));
         s.delete_object(ObjectKind::Container, "c1").unwrap();

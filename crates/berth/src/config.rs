@@ -108,7 +108,10 @@ impl Config {
                     name: name.clone(),
                     path: h.path.clone(),
                     args: h.args.clone(),
-                    root: h.root.clone().unwrap_or_else(|| self.state.join("oci").join(name)),
+                    root: h
+                        .root
+                        .clone()
+                        .unwrap_or_else(|| self.state.join("oci").join(name)),
                 },
             );
         }

@@ -62,8 +62,23 @@ impl Runtime {
         c
     }
 
+    /// Runs a verb to its exit. stdout and stderr go through files, not
+    /// pipes: a created container inherits them, and a pipe would stay
+    /// open (and `output()` wait) as long as the container lives.
     fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("spawn runtime")
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let status = self
+            .cmd(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .expect("spawn runtime");
+        Output {
+            status,
+            stdout: read_all(out),
+            stderr: read_all(err),
+        }
     }
 
     /// Runs a verb that must succeed; returns its stdout.
@@ -83,17 +98,34 @@ impl Runtime {
         serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
     }
 
-    /// Polls `state` until the container has stopped. Bounded by a count,
-    /// not a time: the assertion is about the state, never the duration.
     fn wait_stopped(&self, id: &str) {
-        for _ in 0..500 {
-            if self.state(id)["status"] == "stopped" {
-                return;
+        self.wait_status(id, "stopped");
+    }
+
+    /// Polls `state` until the container has `status`. Bounded by a count,
+    /// not a time: the assertion is about the state, never the duration.
+    /// A missing container (not yet created) counts as not there yet.
+    fn wait_status(&self, id: &str, status: &str) {
+        for _ in 0..1000 {
+            let out = self.output(&["state", id]);
+            if out.status.success() {
+                let st: Value = serde_json::from_slice(&out.stdout).expect("state is JSON");
+                if st["status"] == status {
+                    return;
+                }
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("{}: container {id} never stopped", self.name());
+        panic!("{}: container {id} never reached {status}", self.name());
     }
+}
+
+fn read_all(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut buf = Vec::new();
+    f.rewind().unwrap();
+    f.read_to_end(&mut buf).unwrap();
+    buf
 }
 
 fn tempdir(prefix: &str) -> tempfile::TempDir {
@@ -197,8 +229,7 @@ impl<'a> Container<'a> {
     }
 
     fn create(&self) {
-        self.rt
-            .ok(&["create", "--bundle", self.bundle.path(), &self.id]);
+        self.rt.ok(&["create", "--bundle", self.bundle.path(), &self.id]);
     }
 
     fn create_and_start(&self) {
@@ -212,7 +243,11 @@ impl Drop for Container<'_> {
         let _ = self.rt.output(&["delete", "--force", &self.id]);
         let left = cgroups_named(&self.id);
         if !std::thread::panicking() {
-            assert!(left.is_empty(), "{}: cgroups left behind: {left:?}", self.rt.name());
+            assert!(
+                left.is_empty(),
+                "{}: cgroups left behind: {left:?}",
+                self.rt.name()
+            );
         }
     }
 }
@@ -229,25 +264,34 @@ fn cgroups_named(name: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Every test ends with nothing under /sys/fs/cgroup/*/berth-test-* of
-/// this process (other test binaries may run at the same time).
-fn assert_no_test_cgroups() {
-    let prefix = format!("berth-test-");
-    let pid_tag = format!("-{}-", std::process::id());
+/// Every test ends with nothing under /sys/fs/cgroup/*/berth-test-<tag>-*
+/// of this process (tests run in parallel: each checks its own tags).
+fn assert_no_test_cgroups(tags: &[&str]) {
+    for tag in tags {
+        assert_no_cgroups_tagged(tag);
+    }
+}
+
+fn assert_no_cgroups_tagged(tag: &str) {
+    let prefix = format!("berth-test-{tag}-{}-", std::process::id());
     let mut left = Vec::new();
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         for e in std::fs::read_dir(h.path()).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name.contains(&pid_tag) && e.path().is_dir() {
+            if name.starts_with(&prefix) && e.path().is_dir() {
                 left.push(e.path());
             }
         }
     }
     // Also the default /berth/<id> cgroups berth makes for specs without a path.
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        for e in std::fs::read_dir(h.path().join("berth")).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(h.path().join("berth"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name.contains(&pid_tag) {
+            if name.starts_with(&prefix) {
                 left.push(e.path());
             }
         }
@@ -262,11 +306,16 @@ fn run_returns_exit_code_and_output() {
             let c = Container::new(&rt, "run", &["sh", "-c", "echo out-$GREETING; exit 3"]);
             let out = rt.output(&["run", "--bundle", c.bundle.path(), &c.id]);
             assert_eq!(out.status.code(), Some(3), "{}: {out:?}", rt.name());
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "out-hello\n", "{}", rt.name());
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "out-hello\n",
+                "{}",
+                rt.name()
+            );
             // Foreground run deletes the container when it exits.
             assert!(!rt.output(&["state", &c.id]).status.success(), "{}", rt.name());
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["run"]);
     }
 }
 
@@ -274,11 +323,22 @@ fn run_returns_exit_code_and_output() {
 fn run_reports_killing_signal_as_128_plus() {
     for rt in Runtime::all() {
         {
-            let c = Container::new(&rt, "sig", &["sh", "-c", "kill -9 $$"]);
-            let out = rt.output(&["run", "--bundle", c.bundle.path(), &c.id]);
-            assert_eq!(out.status.code(), Some(128 + 9), "{}: {out:?}", rt.name());
+            // Killed from outside: a pid-1 shell cannot SIGKILL itself.
+            let c = Container::new(&rt, "sig", &["sleep", "1000"]);
+            let err = tempfile::tempfile().unwrap();
+            let mut child = rt
+                .cmd(&["run", "--bundle", c.bundle.path(), &c.id])
+                .stdout(Stdio::null())
+                .stderr(err.try_clone().unwrap())
+                .spawn()
+                .unwrap();
+            rt.wait_status(&c.id, "running");
+            rt.ok(&["kill", &c.id, "KILL"]);
+            let status = child.wait().unwrap();
+            let stderr = String::from_utf8(read_all(err)).unwrap();
+            assert_eq!(status.code(), Some(128 + 9), "{}: {status}: {stderr}", rt.name());
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["sig"]);
     }
 }
 
@@ -293,7 +353,12 @@ fn create_start_kill_delete_lifecycle() {
             assert_eq!(st["id"], c.id.as_str());
             let bundle = Path::new(c.bundle.path()).canonicalize().unwrap();
             assert_eq!(st["bundle"], bundle.to_str().unwrap(), "{}", rt.name());
-            assert_eq!(st["rootfs"], bundle.join("rootfs").to_str().unwrap(), "{}", rt.name());
+            assert_eq!(
+                st["rootfs"],
+                bundle.join("rootfs").to_str().unwrap(),
+                "{}",
+                rt.name()
+            );
             assert!(st["created"].as_str().is_some_and(|s| s.contains('T')), "{st}");
             let pid = st["pid"].as_i64().unwrap();
             assert!(pid > 0);
@@ -310,10 +375,14 @@ fn create_start_kill_delete_lifecycle() {
 
             rt.ok(&["delete", &c.id]);
             let out = rt.output(&["state", &c.id]);
-            assert!(!out.status.success(), "{}: state after delete succeeded", rt.name());
+            assert!(
+                !out.status.success(),
+                "{}: state after delete succeeded",
+                rt.name()
+            );
             assert!(cgroups_named(&c.id).is_empty(), "{}", rt.name());
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["life"]);
     }
 }
 
@@ -323,7 +392,11 @@ fn kill_accepts_signal_names_and_numbers() {
         {
             // TERM is ignored by a pid-1 shell without a handler; the
             // trap makes it exit with a code we can tell apart.
-            let c = Container::new(&rt, "term", &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]);
+            let c = Container::new(
+                &rt,
+                "term",
+                &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+            );
             c.create_and_start();
             rt.ok(&["kill", &c.id, "SIGTERM"]);
             rt.wait_stopped(&c.id);
@@ -334,7 +407,7 @@ fn kill_accepts_signal_names_and_numbers() {
             rt.ok(&["kill", &c.id, "9"]);
             rt.wait_stopped(&c.id);
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["term", "num"]);
     }
 }
 
@@ -346,9 +419,24 @@ fn exec_returns_exec_exit_code() {
             c.create_and_start();
             let out = rt.output(&["exec", &c.id, "sh", "-c", "echo in-$GREETING-$EXTRA; exit 7"]);
             assert_eq!(out.status.code(), Some(7), "{}: {out:?}", rt.name());
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "in-hello-\n", "{}", rt.name());
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "in-hello-\n",
+                "{}",
+                rt.name()
+            );
 
-            let out = rt.output(&["exec", "--env", "EXTRA=x", "--cwd", "/tmp", &c.id, "sh", "-c", "echo $EXTRA $(pwd)"]);
+            let out = rt.output(&[
+                "exec",
+                "--env",
+                "EXTRA=x",
+                "--cwd",
+                "/tmp",
+                &c.id,
+                "sh",
+                "-c",
+                "echo $EXTRA $(pwd)",
+            ]);
             assert!(out.status.success(), "{}: {out:?}", rt.name());
             assert_eq!(String::from_utf8_lossy(&out.stdout), "x /tmp\n", "{}", rt.name());
 
@@ -357,7 +445,7 @@ fn exec_returns_exec_exit_code() {
             assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "", "{}", rt.name());
             assert_eq!(rt.state(&c.id)["status"], "running");
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["exec"]);
     }
 }
 
@@ -368,11 +456,10 @@ fn ps_json_lists_init_pid() {
             let c = Container::new(&rt, "ps", &["sleep", "1000"]);
             c.create_and_start();
             let pid = rt.state(&c.id)["pid"].as_i64().unwrap();
-            let pids: Vec<i64> =
-                serde_json::from_str(&rt.ok(&["ps", "--format", "json", &c.id])).unwrap();
+            let pids: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &c.id])).unwrap();
             assert_eq!(pids, vec![pid], "{}", rt.name());
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["ps"]);
     }
 }
 
@@ -383,11 +470,10 @@ fn update_pids_limit_reaches_cgroup() {
             let c = Container::new(&rt, "upd", &["sleep", "1000"]);
             c.create_and_start();
             rt.ok(&["update", "--pids-limit", "42", &c.id]);
-            let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/{}/pids.max", c.id))
-                .unwrap();
+            let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/{}/pids.max", c.id)).unwrap();
             assert_eq!(max.trim(), "42", "{}", rt.name());
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["upd"]);
     }
 }
 
@@ -416,7 +502,7 @@ fn update_resources_from_stdin() {
         assert_eq!(read(&format!("pids/{}/pids.max", c.id)).trim(), "17");
         assert_eq!(read(&format!("cpu/{}/cpu.shares", c.id)).trim(), "512");
     }
-    assert_no_test_cgroups();
+    assert_no_test_cgroups(&["updr"]);
 }
 
 #[test]
@@ -440,7 +526,14 @@ fn errors_go_to_log_file_as_json() {
     let rt = Runtime::berth();
     let id = unique_id("log");
     let log = rt.root.path().join("log.json");
-    let out = rt.output(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", &id]);
+    let out = rt.output(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        &id,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let text = std::fs::read_to_string(&log).unwrap();
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
@@ -455,7 +548,11 @@ fn spec_without_cgroups_path_gets_berth_cgroup() {
     let id = unique_id("nocg");
     {
         let bundle = Bundle::new(&["sleep", "1000"], None);
-        let c = Container { rt: &rt, id: id.clone(), bundle };
+        let c = Container {
+            rt: &rt,
+            id: id.clone(),
+            bundle,
+        };
         c.create_and_start();
         let max = format!("/sys/fs/cgroup/pids/berth/{id}");
         assert!(Path::new(&max).is_dir(), "{max} missing");
@@ -470,7 +567,7 @@ fn spec_without_cgroups_path_gets_berth_cgroup() {
         assert!(!Path::new(&max).exists());
         assert!(!rt.root.path().join("@bundles").join(&id).exists());
     }
-    assert_no_test_cgroups();
+    assert_no_test_cgroups(&["nocg"]);
 }
 
 #[test]
@@ -484,7 +581,7 @@ fn create_twice_fails_and_keeps_first() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
         assert_eq!(rt.state(&c.id)["status"], "created");
     }
-    assert_no_test_cgroups();
+    assert_no_test_cgroups(&["twice"]);
 }
 
 #[test]
@@ -493,11 +590,22 @@ fn pid_file_holds_init_pid() {
         {
             let c = Container::new(&rt, "pidf", &["sleep", "1000"]);
             let pid_file = c.bundle.dir.path().join("pid");
-            rt.ok(&["create", "--pid-file", pid_file.to_str().unwrap(), "--bundle", c.bundle.path(), &c.id]);
-            let written: i64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+            rt.ok(&[
+                "create",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "--bundle",
+                c.bundle.path(),
+                &c.id,
+            ]);
+            let written: i64 = std::fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
             assert_eq!(Some(written), rt.state(&c.id)["pid"].as_i64(), "{}", rt.name());
         }
-        assert_no_test_cgroups();
+        assert_no_test_cgroups(&["pidf"]);
     }
 }
 

@@ -62,15 +62,28 @@ fn run_prints_output_and_exits_with_the_apps_code(handler: &str) {
     let b = berth_on(handler);
     let out = b.cmd(
         "default",
-        &["run", "--rm", "-q", &busybox(), "--", "sh", "-c", "echo hi; echo oops >&2; exit 3"],
+        &[
+            "run",
+            "--rm",
+            "-q",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; exit 3",
+        ],
     );
-    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
     assert!(b.ok("default", &["ps", "-q"]).is_empty(), "--rm removed the pod");
     assert_clean(&b);
 }
-
 
 fn detached_pod_runs_logs_in_order_stops_and_reports_its_exit(handler: &str) {
     let b = berth_on(handler);
@@ -107,7 +120,10 @@ fn detached_pod_runs_logs_in_order_stops_and_reports_its_exit(handler: &str) {
     assert_eq!(logs, "line 1\nline 2\nline 3\nline 4\nline 5\n");
     let t0 = Instant::now();
     b.ok("default", &["stop", "-t", "5", &id[..12]]);
-    assert!(t0.elapsed() < Duration::from_secs(5), "stop waited the whole grace period");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stop waited the whole grace period"
+    );
     let ps = b.json("default", &["ps", "--json"]);
     assert_eq!(ps[0]["state"], "exited", "{ps}");
     assert_eq!(ps[0]["exit_code"], 7, "{ps}");
@@ -122,7 +138,17 @@ fn stop_kills_an_app_that_ignores_the_stop_signal_after_the_grace_period(handler
     let b = berth_on(handler);
     b.ok(
         "default",
-        &["run", "-d", "--name", "stubborn", &busybox(), "--", "sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "stubborn",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo up; while true; do sleep 1; done",
+        ],
     );
     let t0 = Instant::now();
     b.ok("default", &["stop", "-t", "1", "stubborn"]);
@@ -140,11 +166,25 @@ fn memory_limit_oom_kills_and_is_reported(handler: &str) {
     let out = b.cmd(
         "default",
         &[
-            "run", "--name", "hog", "-q", "--memory", "16m", &busybox(), "--", "sh", "-c",
+            "run",
+            "--name",
+            "hog",
+            "-q",
+            "--memory",
+            "16m",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
             "x=0123456789abcdef; while true; do x=$x$x; done",
         ],
     );
-    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = b.json("default", &["status", "--json", "hog"]);
     assert_eq!(st["apps"][0]["reason"], "OOMKilled", "{st}");
     b.ok("default", &["rm", "hog"]);
@@ -156,13 +196,24 @@ fn pids_limit_holds(handler: &str) {
     let out = b.cmd(
         "default",
         &[
-            "run", "--rm", "-q", "--pids-limit", "8", &busybox(), "--", "sh", "-c",
+            "run",
+            "--rm",
+            "-q",
+            "--pids-limit",
+            "8",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
             "n=0; for i in $(seq 1 30); do sleep 5 & n=$((n+1)); done; echo started; exit 0",
         ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     // fork fails once the limit is reached: the shell reports it.
-    assert!(err.contains("fork") || err.contains("Resource temporarily unavailable"), "stderr: {err}");
+    assert!(
+        err.contains("fork") || err.contains("Resource temporarily unavailable"),
+        "stderr: {err}"
+    );
     assert_clean(&b);
 }
 
@@ -170,23 +221,55 @@ fn apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces(handler: &str) {
     let b = berth_on(handler);
     let img = busybox();
     let args = ["sh", "-c", "while true; do sleep 1; done"];
-    let mut cmd = vec!["run", "-d", "--name", "pair", "--hostname", "pairhost", "--app", &img, "--app", &img, "--"];
+    let mut cmd = vec![
+        "run",
+        "-d",
+        "--name",
+        "pair",
+        "--hostname",
+        "pairhost",
+        "--app",
+        &img,
+        "--app",
+        &img,
+        "--",
+    ];
     cmd.extend(args);
     b.ok("default", &cmd);
     let st = b.json("default", &["status", "--json", "pair"]);
     let apps = st["apps"].as_array().unwrap();
     assert_eq!(apps.len(), 2, "{st}");
     let ns_of = |app: &str, kind: &str| {
-        b.ok("default", &["exec", "--app", app, "pair", "--", "readlink", &format!("/proc/self/ns/{kind}")])
+        b.ok(
+            "default",
+            &[
+                "exec",
+                "--app",
+                app,
+                "pair",
+                "--",
+                "readlink",
+                &format!("/proc/self/ns/{kind}"),
+            ],
+        )
     };
-    let (a, c) = (apps[0]["name"].as_str().unwrap(), apps[1]["name"].as_str().unwrap());
+    let (a, c) = (
+        apps[0]["name"].as_str().unwrap(),
+        apps[1]["name"].as_str().unwrap(),
+    );
     assert_eq!(ns_of(a, "ipc"), ns_of(c, "ipc"));
     assert_eq!(ns_of(a, "uts"), ns_of(c, "uts"));
     assert_eq!(ns_of(a, "net"), ns_of(c, "net"));
     assert_ne!(ns_of(a, "mnt"), ns_of(c, "mnt"));
-    assert_eq!(b.ok("default", &["exec", "--app", c, "pair", "--", "hostname"]), "pairhost\n");
+    assert_eq!(
+        b.ok("default", &["exec", "--app", c, "pair", "--", "hostname"]),
+        "pairhost\n"
+    );
     // A file written in one app's root filesystem is not in the other's.
-    b.ok("default", &["exec", "--app", a, "pair", "--", "touch", "/only-here"]);
+    b.ok(
+        "default",
+        &["exec", "--app", a, "pair", "--", "touch", "/only-here"],
+    );
     let out = b.cmd("default", &["exec", "--app", c, "pair", "--", "ls", "/only-here"]);
     assert!(!out.status.success());
     b.ok("default", &["rm", "--force", "pair"]);
@@ -195,14 +278,36 @@ fn apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces(handler: &str) {
 
 fn exec_returns_the_exit_code_and_runs_with_a_tty(handler: &str) {
     let b = berth_on(handler);
-    b.ok("default", &["run", "-d", "--name", "box", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
+    b.ok(
+        "default",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "while true; do sleep 1; done",
+        ],
+    );
     let out = b.cmd("default", &["exec", "box", "--", "sh", "-c", "echo in; exit 5"]);
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "in\n");
     // With -t the process gets a terminal: `tty` names it and exits 0.
     let out = b.cmd("default", &["exec", "-t", "box", "--", "tty"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"), "{:?}", out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+        "{:?}",
+        out
+    );
     let out = b.cmd("default", &["exec", "box", "--", "tty"]);
     assert_ne!(out.status.code(), Some(0), "no tty without -t");
     b.ok("default", &["rm", "--force", "box"]);
@@ -211,7 +316,20 @@ fn exec_returns_the_exit_code_and_runs_with_a_tty(handler: &str) {
 
 fn stats_report_the_apps_cgroup_usage(handler: &str) {
     let b = berth_on(handler);
-    b.ok("default", &["run", "-d", "--name", "busy", &busybox(), "--", "sh", "-c", "sleep 60 & sleep 60 & while true; do :; done"]);
+    b.ok(
+        "default",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "sleep 60 & sleep 60 & while true; do :; done",
+        ],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let s = b.json("default", &["stats", "--json", "busy"]);
     let row = &s[0];
@@ -243,14 +361,34 @@ fn secure_defaults_capabilities_seccomp_and_no_new_privs(handler: &str) {
     let b = berth_on(handler);
     let out = b.ok(
         "default",
-        &["run", "--rm", "-q", &busybox(), "--", "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status"],
+        &[
+            "run",
+            "--rm",
+            "-q",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "grep -E '^(CapEff|Seccomp):' /proc/self/status",
+        ],
     );
     // containerd's default capability set.
     assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
     let out = b.ok(
         "default",
-        &["run", "--rm", "-q", "--cap-drop", "ALL", &busybox(), "--", "sh", "-c", "grep CapEff /proc/self/status"],
+        &[
+            "run",
+            "--rm",
+            "-q",
+            "--cap-drop",
+            "ALL",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "grep CapEff /proc/self/status",
+        ],
     );
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
     assert_clean(&b);
@@ -316,16 +454,38 @@ spec:
 
 fn bad_input_is_refused_naming_the_bad_part_and_keeps_what_exists(handler: &str) {
     let b = berth_on(handler);
-    b.ok("default", &["run", "-d", "--name", "keep", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
-    let err = b.fails("default", &["run", "-d", "--name", "keep", &busybox(), "--", "true"]);
+    b.ok(
+        "default",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "keep",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "while true; do sleep 1; done",
+        ],
+    );
+    let err = b.fails(
+        "default",
+        &["run", "-d", "--name", "keep", &busybox(), "--", "true"],
+    );
     assert!(err.contains("\"keep\"") && err.contains("taken"), "{err}");
     let err = b.fails("default", &["run", "--name", "Bad_Name", &busybox()]);
     assert!(err.contains("\"Bad_Name\""), "{err}");
     let err = b.fails("default", &["run", "--memory", "12q", &busybox()]);
     assert!(err.contains("--memory") && err.contains("\"q\""), "{err}");
-    let err = b.fails("default", &["run", "--user", "nosuchuser", &busybox(), "--", "true"]);
+    let err = b.fails(
+        "default",
+        &["run", "--user", "nosuchuser", &busybox(), "--", "true"],
+    );
     assert!(err.contains("nosuchuser"), "{err}");
-    let err = b.fails("default", &["run", "--runtime", "nosuch", &busybox(), "--", "true"]);
+    let err = b.fails(
+        "default",
+        &["run", "--runtime", "nosuch", &busybox(), "--", "true"],
+    );
     assert!(err.contains("\"nosuch\""), "{err}");
     let err = b.fails("default", &["run", &busybox(), "--", "/no/such/binary"]);
     assert!(err.contains("/no/such/binary"), "{err}");
@@ -344,14 +504,35 @@ fn shared_pid_namespace_has_berths_init_as_pid_1(handler: &str) {
     let img = busybox();
     b.ok(
         "default",
-        &["run", "-d", "--share-pid", "--name", "pids", "--app", &img, "--app", &img, "--", "sh", "-c", "while true; do sleep 1; done"],
+        &[
+            "run",
+            "-d",
+            "--share-pid",
+            "--name",
+            "pids",
+            "--app",
+            &img,
+            "--app",
+            &img,
+            "--",
+            "sh",
+            "-c",
+            "while true; do sleep 1; done",
+        ],
     );
     let st = b.json("default", &["status", "--json", "pids"]);
     let second = st["apps"][1]["name"].as_str().unwrap().to_string();
-    let ps = b.ok("default", &["exec", "--app", &second, "pids", "--", "ps", "-o", "pid,args"]);
+    let ps = b.ok(
+        "default",
+        &["exec", "--app", &second, "pids", "--", "ps", "-o", "pid,args"],
+    );
     // Both apps' shells are visible from one of them, and pid 1 is not theirs.
     assert!(ps.matches("while true").count() >= 2, "{ps}");
-    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or_default().to_string();
+    let pid1 = ps
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_default()
+        .to_string();
     assert!(!pid1.contains("while true"), "{ps}");
     b.ok("default", &["rm", "--force", "pids"]);
     assert_clean(&b);
@@ -359,8 +540,24 @@ fn shared_pid_namespace_has_berths_init_as_pid_1(handler: &str) {
 
 fn gc_removes_exited_pods_after_the_grace_period_only(handler: &str) {
     let b = berth_on(handler);
-    b.ok("default", &["run", "-q", "--name", "done", &busybox(), "--", "true"]);
-    b.ok("default", &["run", "-d", "--name", "alive", &busybox(), "--", "sh", "-c", "while true; do sleep 1; done"]);
+    b.ok(
+        "default",
+        &["run", "-q", "--name", "done", &busybox(), "--", "true"],
+    );
+    b.ok(
+        "default",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "alive",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "while true; do sleep 1; done",
+        ],
+    );
     let out = b.json("default", &["gc", "--json", "--grace", "1h"]);
     assert_eq!(out["pods_removed"], 0, "{out}");
     let out = b.json("default", &["gc", "--json", "--grace", "0s"]);
@@ -380,7 +577,17 @@ fn interactive_run_takes_stdin_with_and_without_a_tty(handler: &str) {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .arg("--config")
             .arg(&b.config)
-            .args(["run", "--rm", "-q", flag, &busybox(), "--", "sh", "-c", "echo ready; read x; echo got $x; [ -t 0 ] && echo tty; exit 4"])
+            .args([
+                "run",
+                "--rm",
+                "-q",
+                flag,
+                &busybox(),
+                "--",
+                "sh",
+                "-c",
+                "echo ready; read x; echo got $x; [ -t 0 ] && echo tty; exit 4",
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -389,10 +596,18 @@ fn interactive_run_takes_stdin_with_and_without_a_tty(handler: &str) {
         child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-        assert_eq!(out.status.code(), Some(4), "{flag}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{flag}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // The output written before stdin arrived was not lost (a tty also
         // echoes the input, possibly before it).
-        assert!(stdout.starts_with("ready\n") || tty && stdout.contains("ready\n"), "{flag}: {stdout:?}");
+        assert!(
+            stdout.starts_with("ready\n") || tty && stdout.contains("ready\n"),
+            "{flag}: {stdout:?}"
+        );
         assert!(stdout.contains("got hello\n"), "{flag}: {stdout:?}");
         assert_eq!(stdout.contains("tty\n"), tty, "{flag}: {stdout:?}");
     }

@@ -94,10 +94,7 @@ impl Runtime {
         let data = serde_json::to_string(&rec).expect("container record serializes");
         self.insert(
             ObjectKind::Container,
-            &id,
-            &pod.namespace,
-            &pod.id,
-            &rec.config.name,
+            (&id, &pod.namespace, &pod.id, &rec.config.name),
             data,
             &resources,
         )?;

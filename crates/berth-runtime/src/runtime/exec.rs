@@ -94,7 +94,11 @@ impl Runtime {
             extra.push(OsStr::new("--tty"));
         }
         if let (Some(s), Some(p)) = (console_socket, &pid_file) {
-            extra.extend([OsStr::new("--console-socket"), s.as_os_str(), OsStr::new("--detach")]);
+            extra.extend([
+                OsStr::new("--console-socket"),
+                s.as_os_str(),
+                OsStr::new("--detach"),
+            ]);
             extra.extend([OsStr::new("--pid-file"), p.as_os_str()]);
         }
         let command = handler.exec_command(&rec.id, &process_file, &extra);

@@ -294,13 +294,11 @@ impl Runtime {
         Ok(self.store.update_object(ObjectKind::Container, &c.id, &data)?)
     }
 
+    /// Records a new object: `(id, namespace, parent, name)` and its document.
     fn insert(
         &self,
         kind: ObjectKind,
-        id: &str,
-        ns: &str,
-        parent: &str,
-        name: &str,
+        (id, ns, parent, name): (&str, &str, &str, &str),
         data: String,
         resources: &[berth_store::Resource],
     ) -> Result<(), RuntimeError> {
@@ -375,8 +373,10 @@ pub(crate) fn now_nanos() -> i64 {
 /// Undo steps of a multi-step operation, run in reverse unless the
 /// operation completes (kuasar's step chain).
 pub(crate) struct Rollback {
-    steps: Vec<(&'static str, Box<dyn FnOnce() + Send>)>,
+    steps: Vec<UndoStep>,
 }
+
+type UndoStep = (&'static str, Box<dyn FnOnce() + Send>);
 
 impl Rollback {
     pub(crate) fn new() -> Rollback {

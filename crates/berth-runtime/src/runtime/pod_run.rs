@@ -41,7 +41,7 @@ impl Runtime {
         let _e = span.enter();
 
         let data = serde_json::to_string(&pod).expect("pod record serializes");
-        self.insert(ObjectKind::Pod, &id, ns, "", &pod.config.name, data, &[])?;
+        self.insert(ObjectKind::Pod, (&id, ns, "", &pod.config.name), data, &[])?;
         let mut undo = Rollback::new();
         {
             let store = self.store.clone();

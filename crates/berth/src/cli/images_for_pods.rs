@@ -10,7 +10,12 @@ use berth_runtime::runtime::ResolvedImage;
 use super::progress::Bars;
 
 /// Resolves `reference` in `ns`, pulling it first when it is not stored.
-pub fn ensure(images: &Images, ns: &Namespace, reference: &str, quiet: bool) -> anyhow::Result<ResolvedImage> {
+pub fn ensure(
+    images: &Images,
+    ns: &Namespace,
+    reference: &str,
+    quiet: bool,
+) -> anyhow::Result<ResolvedImage> {
     match images.lookup(ns, reference) {
         Ok(_) => {}
         Err(berth_image::ImageError::NotFound(_)) => {

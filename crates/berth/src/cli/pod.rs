@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use berth_runtime::Runtime;
-use berth_runtime::runtime::{ContainerRecord, ContainerState, ContainerStatus, ExecRequest, PodRecord, PodState};
+use berth_runtime::runtime::{
+    ContainerRecord, ContainerState, ContainerStatus, ExecRequest, PodRecord, PodState,
+};
 use clap::Args;
 use serde::Serialize;
 
@@ -148,7 +150,10 @@ pub fn view(rt: &Runtime, pod: &PodRecord) -> anyhow::Result<PodView> {
 pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<ExitCode> {
     let rt = ctx.runtime()?;
     let pods = rt.list_pods(Some(&ctx.namespace))?;
-    let views = pods.iter().map(|p| view(&rt, p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let views = pods
+        .iter()
+        .map(|p| view(&rt, p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&views)?);
         return Ok(ExitCode::SUCCESS);
@@ -159,7 +164,10 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<12}  {:<24}  {:<14}  {:<5}  CREATED", "POD ID", "NAME", "STATE", "APPS");
+    println!(
+        "{:<12}  {:<24}  {:<14}  {:<5}  CREATED",
+        "POD ID", "NAME", "STATE", "APPS"
+    );
     for v in &views {
         let state = match v.exit_code {
             Some(c) if v.state != "running" => format!("{} ({c})", v.state),
@@ -179,7 +187,13 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<ExitCode> {
                     Some(c) => format!("{:?} ({c})", app.state).to_lowercase(),
                     None => format!("{:?}", app.state).to_lowercase(),
                 };
-                println!("  └ {:<12}  {:<20}  {:<14}  {}", &app.id[..12], app.name, st, app.image);
+                println!(
+                    "  └ {:<12}  {:<20}  {:<14}  {}",
+                    &app.id[..12],
+                    app.name,
+                    st,
+                    app.image
+                );
             }
         }
     }
@@ -229,14 +243,18 @@ fn pick_app(rt: &Runtime, pod: &PodRecord, name: Option<&str>) -> anyhow::Result
     let ctrs = rt.list_containers(None, Some(&pod.id))?;
     let want = name.or(pod.config.annotations.get(MAIN_APP).map(String::as_str));
     match want {
-        Some(n) => ctrs.into_iter().find(|c| c.config.name == n).with_context(|| {
-            format!("pod {} has no app {n:?}", pod.config.name)
-        }),
+        Some(n) => ctrs
+            .into_iter()
+            .find(|c| c.config.name == n)
+            .with_context(|| format!("pod {} has no app {n:?}", pod.config.name)),
         None if ctrs.len() == 1 => Ok(ctrs.into_iter().next().expect("one")),
         None => bail!(
             "pod {} has several apps ({}): choose one with --app",
             pod.config.name,
-            ctrs.iter().map(|c| c.config.name.as_str()).collect::<Vec<_>>().join(", ")
+            ctrs.iter()
+                .map(|c| c.config.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -255,7 +273,10 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
         let dir = tempfile::Builder::new().prefix("berth-exec").tempdir()?;
         let sock = dir.path().join("console");
         let mut exec = rt.exec_command(&app.id, &req, Some(&sock))?;
-        let pid_file = exec.pid_file.clone().context("exec with a console socket has a pid file")?;
+        let pid_file = exec
+            .pid_file
+            .clone()
+            .context("exec with a console socket has a pid file")?;
         let cmd = std::mem::replace(&mut exec.command, std::process::Command::new("true"));
         return terminal::run_with_console(cmd, &sock, &pid_file, a.interactive).map(exit_code_of);
     } else {
@@ -362,7 +383,10 @@ pub fn stats(ctx: &Ctx, pod: Option<&str>, json: bool) -> anyhow::Result<ExitCod
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<24}  {:<16}  {:>10}  {:>12}  {:>5}", "POD", "APP", "CPU (s)", "MEMORY", "PIDS");
+    println!(
+        "{:<24}  {:<16}  {:>10}  {:>12}  {:>5}",
+        "POD", "APP", "CPU (s)", "MEMORY", "PIDS"
+    );
     for r in &rows {
         println!(
             "{:<24}  {:<16}  {:>10.3}  {:>12}  {:>5}",
@@ -391,7 +415,9 @@ pub fn gc_pods(rt: &Runtime, grace: Duration) -> anyhow::Result<usize> {
             .apps
             .iter()
             .filter_map(|a| a.finished.as_deref())
-            .filter_map(|f| time::OffsetDateTime::parse(f, &time::format_description::well_known::Rfc3339).ok())
+            .filter_map(|f| {
+                time::OffsetDateTime::parse(f, &time::format_description::well_known::Rfc3339).ok()
+            })
             .map(|t| t.unix_timestamp_nanos() as i64)
             .chain(pod.stopped_at)
             .max()

@@ -164,7 +164,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The pod, its init containers, its apps, and a manifest's volumes.
-type Plan = (PodConfig, Vec<ContainerConfig>, Vec<ContainerConfig>, Option<manifest::PodManifest>);
+type Plan = (
+    PodConfig,
+    Vec<ContainerConfig>,
+    Vec<ContainerConfig>,
+    Option<manifest::PodManifest>,
+);
 
 /// The pod and its containers from the flags or the manifest.
 fn plan(a: &RunArgs) -> anyhow::Result<Plan> {
@@ -215,9 +220,10 @@ fn plan(a: &RunArgs) -> anyhow::Result<Plan> {
         for app in &mut apps {
             app.command = std::mem::take(&mut app.args);
         }
-        let name = a.name.clone().unwrap_or_else(|| {
-            format!("{}-{}", apps[0].name, &berth_runtime::runtime::new_id()[..6])
-        });
+        let name = a
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", apps[0].name, &berth_runtime::runtime::new_id()[..6]));
         let pod = PodConfig {
             name,
             namespaces: berth_runtime::model::NamespaceOptions::kubernetes(),
@@ -243,13 +249,17 @@ fn plan(a: &RunArgs) -> anyhow::Result<Plan> {
         pod.namespaces.pid = NsMode::Pod;
     }
     // A privileged app needs a privileged pod (as in containerd).
-    pod.privileged |= a.privileged
-        || apps.iter().chain(&inits).any(|c| c.security.privileged);
+    pod.privileged |= a.privileged || apps.iter().chain(&inits).any(|c| c.security.privileged);
     let main = apps.first().context("the pod has no containers")?.name.clone();
     pod.annotations.insert(MAIN_APP.into(), main);
 
     // Flags apply to every app (of a manifest too: they refine it).
-    let memory = a.memory.as_deref().map(parse_bytes).transpose().context("--memory")?;
+    let memory = a
+        .memory
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()
+        .context("--memory")?;
     let mounts = a
         .mounts
         .iter()
@@ -272,7 +282,7 @@ fn plan(a: &RunArgs) -> anyhow::Result<Plan> {
             r.memory_limit = m as i64;
         }
         if let Some(cpus) = a.cpus {
-            if !(cpus > 0.0) {
+            if cpus.is_nan() || cpus <= 0.0 {
                 bail!("--cpus {cpus}: must be more than 0");
             }
             r.cpu_period = 100_000;
@@ -309,7 +319,10 @@ fn apply_user(s: &mut SecurityContext, user: Option<&str>) -> anyhow::Result<()>
         Err(_) => s.run_as_username = Some(user.to_string()),
     }
     if let Some(g) = group {
-        s.run_as_group = Some(g.parse().with_context(|| format!("--user {u:?}: group must be numeric"))?);
+        s.run_as_group = Some(
+            g.parse()
+                .with_context(|| format!("--user {u:?}: group must be numeric"))?,
+        );
     }
     Ok(())
 }
@@ -423,9 +436,9 @@ fn foreground(
                     ..Default::default()
                 };
                 let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-                if let Err(e) = berth_runtime::logs::copy_log(&path, &mut out, &mut err, &opts, &|| {
-                    exit_file.exists()
-                }) {
+                if let Err(e) =
+                    berth_runtime::logs::copy_log(&path, &mut out, &mut err, &opts, &|| exit_file.exists())
+                {
                     tracing::warn!("log of {}: {e}", path.display());
                 }
             });
@@ -451,7 +464,13 @@ fn app_name(image: &str) -> String {
     let base = base.split(['@', ':']).next().unwrap_or(base);
     let name: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_matches('-').to_string();
     if name.is_empty() { "app".into() } else { name }
@@ -485,7 +504,15 @@ fn parse_mount(s: &str) -> anyhow::Result<Mount> {
         for part in s.split(',') {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             match k {
-                "type" => kind = if v == "tmpfs" { "tmpfs" } else if v == "bind" { "bind" } else { bail!("type {v:?}: use bind or tmpfs") },
+                "type" => {
+                    kind = if v == "tmpfs" {
+                        "tmpfs"
+                    } else if v == "bind" {
+                        "bind"
+                    } else {
+                        bail!("type {v:?}: use bind or tmpfs")
+                    }
+                }
                 "src" | "source" => src = Some(v.to_string()),
                 "dst" | "destination" | "target" => dst = Some(v.to_string()),
                 "ro" | "readonly" => ro = v.is_empty() || v == "true",
@@ -553,7 +580,12 @@ mod tests {
         let t = parse_mount("type=tmpfs,dst=/scratch,size=1m").unwrap();
         assert_eq!((t.kind, t.size), (MountKind::Tmpfs, 1 << 20));
         assert!(parse_mount("/nonexistent-berth:/x").is_err());
-        assert!(parse_mount("type=bind,dst=/x").unwrap_err().to_string().contains("src="));
+        assert!(
+            parse_mount("type=bind,dst=/x")
+                .unwrap_err()
+                .to_string()
+                .contains("src=")
+        );
     }
 
     #[test]

@@ -118,8 +118,14 @@ pub fn attach(mut client: AttachClient, tty: bool) -> anyhow::Result<Option<i32>
 /// hand the process over (this process is its child subreaper, so the
 /// detached process becomes our child), proxies the terminal to the pty and
 /// returns the process' exit code.
-pub fn run_with_console(mut cmd: Command, socket: &Path, pid_file: &Path, stdin: bool) -> anyhow::Result<i32> {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).context("become child subreaper")?;
+pub fn run_with_console(
+    mut cmd: Command,
+    socket: &Path,
+    pid_file: &Path,
+    stdin: bool,
+) -> anyhow::Result<i32> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .context("become child subreaper")?;
     let listener = std::os::unix::net::UnixListener::bind(socket)
         .with_context(|| format!("bind console socket {}", socket.display()))?;
     cmd.stdin(std::process::Stdio::null());
@@ -216,8 +222,13 @@ fn accept_master(
     let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
     let mut name = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    rustix::net::recvmsg(conn.as_fd(), &mut iov, &mut anc, rustix::net::RecvFlags::CMSG_CLOEXEC)
-        .context("receive the pty from the console socket")?;
+    rustix::net::recvmsg(
+        conn.as_fd(),
+        &mut iov,
+        &mut anc,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )
+    .context("receive the pty from the console socket")?;
     for msg in anc.drain() {
         if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = msg
             && let Some(fd) = fds.next()

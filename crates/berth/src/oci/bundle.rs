@@ -69,10 +69,7 @@ pub fn prepare(root: &Path, id: &str, bundle: &Path, systemd: bool) -> Result<Pr
         });
     }
     let dir = write_shadow(root, id, &bundle, &raw, systemd)?;
-    Ok(Prepared {
-        dir,
-        shadowed: true,
-    })
+    Ok(Prepared { dir, shadowed: true })
 }
 
 fn write_shadow(root: &Path, id: &str, bundle: &Path, raw: &[u8], systemd: bool) -> Result<PathBuf> {
@@ -85,11 +82,13 @@ fn write_shadow(root: &Path, id: &str, bundle: &Path, raw: &[u8], systemd: bool)
         .entry("linux")
         .or_insert_with(|| serde_json::json!({}))
         .as_object_mut()
-        .with_context(|| format!("linux in config.json of bundle {} is not an object", bundle.display()))?;
-    linux.insert(
-        "cgroupsPath".into(),
-        default_cgroups_path(id, systemd).into(),
-    );
+        .with_context(|| {
+            format!(
+                "linux in config.json of bundle {} is not an object",
+                bundle.display()
+            )
+        })?;
+    linux.insert("cgroupsPath".into(), default_cgroups_path(id, systemd).into());
     // A relative root would now resolve against the shadow directory.
     if let Some(root_path) = obj
         .get_mut("root")
@@ -123,10 +122,8 @@ pub fn caller_bundle(recorded: &Path) -> PathBuf {
         .parent()
         .and_then(Path::file_name)
         .is_some_and(|n| n == SHADOW_DIR);
-    if is_shadow {
-        if let Ok(origin) = std::fs::read_link(recorded.join(ORIGIN_LINK)) {
-            return origin;
-        }
+    if is_shadow && let Ok(origin) = std::fs::read_link(recorded.join(ORIGIN_LINK)) {
+        return origin;
     }
     recorded.to_owned()
 }
@@ -135,8 +132,9 @@ pub fn caller_bundle(recorded: &Path) -> PathBuf {
 pub fn remove_shadow(root: &Path, id: &str) -> Result<()> {
     let shadow = shadow_dir(root, id);
     match std::fs::remove_dir_all(&shadow) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)
-            .with_context(|| format!("remove shadow bundle {} of container {id}", shadow.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("remove shadow bundle {} of container {id}", shadow.display()))
+        }
         _ => Ok(()),
     }
 }

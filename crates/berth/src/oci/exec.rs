@@ -116,10 +116,7 @@ fn build_process(config: &Path, args: &ExecArgs) -> Result<Value> {
     process.insert("args".into(), args.command.clone().into());
     process.insert("terminal".into(), args.tty.into());
     process.remove("consoleSize");
-    process.insert(
-        "env".into(),
-        merge_env(process.get("env"), &args.env).into(),
-    );
+    process.insert("env".into(), merge_env(process.get("env"), &args.env).into());
     if let Some(cwd) = &args.cwd {
         process.insert("cwd".into(), cwd.to_string_lossy().into_owned().into());
     }
@@ -149,9 +146,7 @@ fn build_process(config: &Path, args: &ExecArgs) -> Result<Value> {
 }
 
 fn object_entry<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let v = map
-        .entry(key)
-        .or_insert_with(|| Value::Object(Map::new()));
+    let v = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
     if !v.is_object() {
         *v = Value::Object(Map::new());
     }
@@ -179,9 +174,7 @@ fn merge_env(base: Option<&Value>, overrides: &[String]) -> Vec<String> {
 }
 
 fn add_caps(caps: &mut Map<String, Value>, set: &str, add: &[String]) {
-    let list = caps
-        .entry(set)
-        .or_insert_with(|| Value::Array(Vec::new()));
+    let list = caps.entry(set).or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(items) = list {
         for cap in add {
             let cap = cap.to_ascii_uppercase();
@@ -196,10 +189,7 @@ fn add_caps(caps: &mut Map<String, Value>, set: &str, add: &[String]) {
 fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
     let bad = || format!("user {s:?} is not UID[:GID]");
     match s.split_once(':') {
-        Some((u, g)) => Ok((
-            u.parse().with_context(bad)?,
-            Some(g.parse().with_context(bad)?),
-        )),
+        Some((u, g)) => Ok((u.parse().with_context(bad)?, Some(g.parse().with_context(bad)?))),
         None => Ok((s.parse().with_context(bad)?, None)),
     }
 }

@@ -73,9 +73,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 
 /// One log line, newline-terminated: logrus' JSON or text formatter.
 fn format_line(format: LogFormat, level: &str, msg: &str) -> String {
-    let time = OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default();
+    let time = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
     match format {
         LogFormat::Json => {
             let mut s = serde_json::json!({"level": level, "msg": msg, "time": time}).to_string();

@@ -130,11 +130,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let log_file = log::init(
-        cli.global.log.as_deref(),
-        cli.global.log_format,
-        cli.global.debug,
-    );
+    let log_file = log::init(cli.global.log.as_deref(), cli.global.log_format, cli.global.debug);
     let ctx = Ctx {
         root: cli.global.root,
         systemd_cgroup: cli.global.systemd_cgroup,

@@ -40,9 +40,14 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
     let code = waiter
         .wait(pid)
         .with_context(|| format!("wait for container {id}"))?;
-    container
+    // As runc: the container's exit code is the result; a failed cleanup
+    // is reported but does not replace it.
+    let cleanup = container
         .delete(true)
-        .with_context(|| format!("delete container {id} after it exited"))?;
-    bundle::remove_shadow(&ctx.root, id)?;
+        .with_context(|| format!("delete container {id} after it exited"))
+        .and_then(|()| bundle::remove_shadow(&ctx.root, id));
+    if let Err(e) = cleanup {
+        eprintln!("berth oci: {e:#}");
+    }
     Ok(code)
 }

@@ -6,7 +6,5 @@ use super::{Ctx, load_container};
 
 pub fn start(ctx: &Ctx, id: &str) -> Result<()> {
     let mut container = load_container(ctx, id)?;
-    container
-        .start()
-        .with_context(|| format!("start container {id}"))
+    container.start().with_context(|| format!("start container {id}"))
 }

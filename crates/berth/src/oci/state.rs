@@ -29,8 +29,8 @@ pub struct StateDoc {
 pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
     let container = load_container(ctx, id)?;
     let doc = state_doc(&container);
-    let json = serde_json::to_string_pretty(&doc)
-        .with_context(|| format!("encode state of container {id}"))?;
+    let json =
+        serde_json::to_string_pretty(&doc).with_context(|| format!("encode state of container {id}"))?;
     println!("{json}");
     Ok(())
 }

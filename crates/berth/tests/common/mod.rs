@@ -49,7 +49,10 @@ impl Berth {
 
     /// The cgroup parent of this instance's pods.
     pub fn cgroup_parent(&self) -> String {
-        format!("/berth-test-{}", self.dir.path().file_name().unwrap().to_string_lossy())
+        format!(
+            "/berth-test-{}",
+            self.dir.path().file_name().unwrap().to_string_lossy()
+        )
     }
 
     pub fn state(&self) -> PathBuf {
@@ -121,7 +124,10 @@ impl Berth {
             if p.exists() {
                 let _ = Command::new("sh")
                     .arg("-c")
-                    .arg(format!("find {} -name cgroup.procs -exec cat {{}} + | xargs -r kill -9", p.display()))
+                    .arg(format!(
+                        "find {} -name cgroup.procs -exec cat {{}} + | xargs -r kill -9",
+                        p.display()
+                    ))
                     .status();
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 let _ = Command::new("find")
