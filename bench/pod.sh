@@ -8,7 +8,9 @@
 # Usage: sudo bench/pod.sh [RUNS] [PODS]
 #   RUNS  hyperfine runs per handler (default 20)
 #   PODS  detached pods for the memory figure (default 10)
-# Needs: a release build (cargo build --release -p berth), the test registry
+# Needs: a release build (cargo build --release -p berth; for the monitor's
+# memory as installed, also: cargo rustc --release -p berth --bin
+# berth-monitor -- -C target-feature=+crt-static), the test registry
 # with the test images (scripts/test.sh or tests/fixtures/*.sh), hyperfine, root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +49,7 @@ for i in $(seq 1 "$PODS"); do
 done
 rss=0; pss=0; n=0
 for p in /proc/[0-9]*; do
-  if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "^$BERTH monitor $work/"; then
+  if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qE "^$BERTH(-monitor| monitor) $work/"; then
     r=$(awk '/^VmRSS/ {print $2}' "$p/status")
     s=$(awk '/^Pss:/ {print $2}' "$p/smaps_rollup")
     rss=$((rss + r)); pss=$((pss + s)); n=$((n + 1))

@@ -21,7 +21,11 @@ done
 
 say "building berth (release)"
 cargo build --release -p berth
+# The per-container monitor, linked statically: no shared libraries to map
+# and relocate in every one of them (see BENCHMARKS.md, monitor memory).
+cargo rustc --release -p berth --bin berth-monitor -- -C target-feature=+crt-static
 install -D -m 0755 target/release/berth /usr/local/bin/berth
+install -D -m 0755 target/release/berth-monitor /usr/local/bin/berth-monitor
 say "installed /usr/local/bin/berth"
 
 if [ ! -e /etc/berth/config.toml ]; then

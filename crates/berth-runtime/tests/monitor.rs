@@ -138,7 +138,7 @@ impl Container {
     }
 
     fn spawn(&mut self) -> Result<Started, MonitorError> {
-        let started = spawn(&monitor_exe(), &self.dir(), &self.cfg);
+        let started = spawn(&monitor_exe(), &["monitor"], &self.dir(), &self.cfg);
         if let Ok(s) = &started {
             self.monitor_pid = Some(s.monitor_pid);
         }
@@ -457,7 +457,7 @@ fn spawn_helper_process() {
     let base = PathBuf::from(base);
     let cfg: MonitorConfig =
         serde_json::from_slice(&std::fs::read(base.join("helper-config.json")).unwrap()).unwrap();
-    let started = spawn(&monitor_exe(), &base.join("monitor"), &cfg).unwrap();
+    let started = spawn(&monitor_exe(), &["monitor"], &base.join("monitor"), &cfg).unwrap();
     std::fs::write(
         base.join("started"),
         format!("{} {}", started.monitor_pid, started.container_pid),

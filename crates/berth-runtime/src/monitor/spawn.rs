@@ -21,7 +21,7 @@ pub struct Started {
 /// Writes `DIR/monitor.json`, starts `EXE monitor DIR` detached and waits
 /// until the runtime's `create` finished. On success the caller runs the
 /// runtime's `start`.
-pub fn spawn(exe: &Path, dir: &Path, cfg: &MonitorConfig) -> Result<Started, MonitorError> {
+pub fn spawn(exe: &Path, args: &[&str], dir: &Path, cfg: &MonitorConfig) -> Result<Started, MonitorError> {
     write_config(dir, cfg)?;
     let spawn_err = |source| MonitorError::Spawn {
         id: cfg.id.clone(),
@@ -36,7 +36,7 @@ pub fn spawn(exe: &Path, dir: &Path, cfg: &MonitorConfig) -> Result<Started, Mon
     let dir = std::path::absolute(dir).map_err(spawn_err)?;
     let dir = dir.as_path();
     let mut cmd = Command::new(exe);
-    cmd.arg("monitor")
+    cmd.args(args)
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -164,7 +164,7 @@ impl Runtime {
             stdin_once: rec.config.stdin_once,
             oom_files: self.cgroups.oom_kill_files(&rec.cgroup),
         };
-        let started = monitor::spawn(&self.opts.exe, &state_dir, &mcfg)?;
+        let started = monitor::spawn(&self.opts.monitor.0, &self.opts.monitor_args(), &state_dir, &mcfg)?;
         {
             let h = handler.clone();
             let id = id.clone();

@@ -49,8 +49,13 @@ pub struct RuntimeOptions {
     pub root: PathBuf,
     /// Runtime state (tmpfs: /run/berth).
     pub state: PathBuf,
-    /// The berth binary: run as `monitor` and `pod-init`.
+    /// The berth binary (the embedded handler is `exe oci`).
     pub exe: PathBuf,
+    /// The command of a container's monitor (DIR is appended): the small
+    /// static `berth-monitor` next to `exe` when installed, else `exe monitor`.
+    pub monitor: (PathBuf, Vec<String>),
+    /// The command of a pod's PID-namespace init.
+    pub pod_init: (PathBuf, Vec<String>),
     /// Runtime handlers by name.
     pub handlers: BTreeMap<String, OciHandler>,
     pub default_handler: String,
@@ -85,14 +90,35 @@ impl RuntimeOptions {
                 );
             }
         }
+        let small = exe.with_file_name("berth-monitor");
+        let (monitor, pod_init) = if small.is_file() {
+            ((small.clone(), vec![]), (small, vec!["--pod-init".to_string()]))
+        } else {
+            (
+                (exe.clone(), vec!["monitor".to_string()]),
+                (exe.clone(), vec!["pod-init".to_string()]),
+            )
+        };
         RuntimeOptions {
             root,
             state,
+            monitor,
+            pod_init,
             exe,
             handlers,
             default_handler: "berth".into(),
             cgroup_parent: "/berth".into(),
         }
+    }
+}
+
+impl RuntimeOptions {
+    pub(crate) fn monitor_args(&self) -> Vec<&str> {
+        self.monitor.1.iter().map(String::as_str).collect()
+    }
+
+    pub(crate) fn pod_init_args(&self) -> Vec<&str> {
+        self.pod_init.1.iter().map(String::as_str).collect()
     }
 }
 

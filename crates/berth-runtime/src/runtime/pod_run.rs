@@ -106,7 +106,7 @@ impl Runtime {
                 .iter()
                 .map(|k| namespaces::path(pod.ns_dir.as_ref().expect("pinned"), *k))
                 .collect();
-            let pid = pod_init::spawn_pid_init(&self.opts.exe, &["pod-init"], &join)?;
+            let pid = pod_init::spawn_pid_init(&self.opts.pod_init.0, &self.opts.pod_init_args(), &join)?;
             pod.init_pid = Some(pid);
             undo.push("pod init", move || {
                 let _ = pod_init::stop_pid_init(pid);

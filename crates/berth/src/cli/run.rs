@@ -130,20 +130,21 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let pod = rt.run_pod(ctx.namespace.as_str(), pod_cfg)?;
-    let interactive = !a.detach && (a.tty || a.interactive);
     let started = create_apps(&rt, &pod, &inits, &apps, &resolved, volumes).and_then(|ids| {
-        // Attached before the start, so no output is missed.
-        let client = if interactive {
-            Some(AttachClient::connect(&rt.attach_socket(&ids[0]))?)
-        } else {
-            None
-        };
+        // In the foreground every app's output comes through its monitor's
+        // attach socket, connected before the start so nothing is missed.
+        let mut clients = Vec::new();
+        if !a.detach {
+            for id in &ids {
+                clients.push(AttachClient::connect(&rt.attach_socket(id))?);
+            }
+        }
         for id in &ids {
             rt.start_container(id)?;
         }
-        Ok((ids, client))
+        Ok((ids, clients))
     });
-    let (ids, client) = match started {
+    let (ids, clients) = match started {
         Ok(r) => r,
         Err(e) => {
             if let Err(e2) = rt.remove_pod(&pod.id) {
@@ -156,7 +157,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", pod.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let code = foreground(&rt, &pod, &ids[0], &a, client);
+    let code = foreground(&rt, &pod, &ids[0], &a, clients);
     if a.rm {
         rt.remove_pod(&pod.id).context("remove the pod (--rm)")?;
     }
@@ -405,56 +406,57 @@ fn foreground(
     pod: &PodRecord,
     main_id: &str,
     a: &RunArgs,
-    client: Option<AttachClient>,
+    clients: Vec<AttachClient>,
 ) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
     let grace = Duration::from_secs(a.stop_timeout);
-    let ctrs = rt.list_containers(None, Some(&pod.id))?;
-    let main = rt.get_container(main_id)?;
+    let (tx, rx) = std::sync::mpsc::channel::<i32>();
     let code = std::thread::scope(|s| -> anyhow::Result<i32> {
-        let attached = client.is_some();
-        if let Some(client) = client {
-            let tty = main.config.tty;
+        for (i, client) in clients.into_iter().enumerate() {
+            let tx = (i == 0).then(|| tx.clone());
+            let interactive = i == 0 && (a.tty || a.interactive);
+            let tty = i == 0 && a.tty;
             s.spawn(move || {
-                if let Err(e) = terminal::attach(client, tty) {
-                    tracing::warn!("attach: {e:#}");
-                }
-            });
-        }
-        for c in &ctrs {
-            if c.config.tty || (c.id == main.id && attached) {
-                continue;
-            }
-            let exit_file = rt.exit_file(&c.id);
-            let path = c.log_path.clone();
-            s.spawn(move || {
-                let opts = berth_runtime::logs::LogOptions {
-                    follow: true,
-                    ..Default::default()
+                let r = if interactive {
+                    terminal::attach(client, tty)
+                } else {
+                    terminal::copy_output(client)
                 };
-                let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-                if let Err(e) =
-                    berth_runtime::logs::copy_log(&path, &mut out, &mut err, &opts, &|| exit_file.exists())
-                {
-                    tracing::warn!("log of {}: {e}", path.display());
+                match r {
+                    Ok(Some(code)) => {
+                        if let Some(tx) = tx {
+                            let _ = tx.send(code);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("attach: {e:#}"),
                 }
             });
         }
-        match wait_exit(rt, main_id, Some(&stop)) {
-            Ok(code) => {
-                // The pod ends with its main app.
-                rt.stop_pod(&pod.id, grace)?;
-                Ok(code)
+        drop(tx);
+        let exit_file = rt.exit_file(main_id);
+        let mut stopping = false;
+        let code = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(code) => break code,
+                // The main app's monitor went away without telling us.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break wait_exit(rt, main_id, None)?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             }
-            Err(_) if stop.load(Ordering::Relaxed) => {
-                rt.stop_pod(&pod.id, grace)?;
-                Ok(wait_exit(rt, main_id, None)?)
+            if let Some(e) = berth_runtime::monitor::read_exit(&exit_file)? {
+                break e.code;
             }
-            Err(e) => Err(e),
-        }
+            if !stopping && stop.load(Ordering::Relaxed) {
+                stopping = true;
+                rt.stop_pod(&pod.id, grace)?;
+            }
+        };
+        // The pod ends with its main app.
+        rt.stop_pod(&pod.id, grace)?;
+        Ok(code)
     })?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

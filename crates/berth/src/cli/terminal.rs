@@ -59,6 +59,27 @@ impl Winch {
     }
 }
 
+/// Copies a container's output from its monitor to our stdout and stderr
+/// until it exits; returns its exit code.
+pub fn copy_output(mut client: AttachClient) -> anyhow::Result<Option<i32>> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    loop {
+        match client.recv()? {
+            Some(AttachFrame::Stdout(b)) => {
+                out.write_all(&b)?;
+                out.flush()?;
+            }
+            Some(AttachFrame::Stderr(b)) => {
+                err.write_all(&b)?;
+                err.flush()?;
+            }
+            Some(AttachFrame::Exit(code)) => return Ok(Some(code)),
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+}
+
 /// Attaches the terminal to a container's monitor until the container exits.
 pub fn attach(mut client: AttachClient, tty: bool) -> anyhow::Result<Option<i32>> {
     let _raw = tty.then(RawMode::enter);
