@@ -683,6 +683,19 @@ fn v1_writes(res: &Resources) -> Vec<(&'static str, String, String)> {
     if res.cpu_quota != 0 {
         w.push(("cpu", "cpu.cfs_quota_us".into(), res.cpu_quota.to_string()));
     }
+    same_in_both_versions(res, &mut w);
+    for (size, limit) in &res.hugepage_limits {
+        w.push((
+            "hugetlb",
+            format!("hugetlb.{size}.limit_in_bytes"),
+            limit.to_string(),
+        ));
+    }
+    w
+}
+
+/// The files v1 and v2 name alike.
+fn same_in_both_versions(res: &Resources, w: &mut Vec<(&'static str, String, String)>) {
     if !res.cpuset_cpus.is_empty() {
         w.push(("cpuset", "cpuset.cpus".into(), res.cpuset_cpus.clone()));
     }
@@ -692,14 +705,6 @@ fn v1_writes(res: &Resources) -> Vec<(&'static str, String, String)> {
     if res.pids_limit > 0 {
         w.push(("pids", "pids.max".into(), res.pids_limit.to_string()));
     }
-    for (size, limit) in &res.hugepage_limits {
-        w.push((
-            "hugetlb",
-            format!("hugetlb.{size}.limit_in_bytes"),
-            limit.to_string(),
-        ));
-    }
-    w
 }
 
 fn v2_writes(res: &Resources) -> Vec<(&'static str, String, String)> {
@@ -727,15 +732,7 @@ fn v2_writes(res: &Resources) -> Vec<(&'static str, String, String)> {
         };
         w.push(("cpu", "cpu.max".into(), format!("{quota} {period}")));
     }
-    if !res.cpuset_cpus.is_empty() {
-        w.push(("cpuset", "cpuset.cpus".into(), res.cpuset_cpus.clone()));
-    }
-    if !res.cpuset_mems.is_empty() {
-        w.push(("cpuset", "cpuset.mems".into(), res.cpuset_mems.clone()));
-    }
-    if res.pids_limit > 0 {
-        w.push(("pids", "pids.max".into(), res.pids_limit.to_string()));
-    }
+    same_in_both_versions(res, &mut w);
     for (size, limit) in &res.hugepage_limits {
         w.push(("hugetlb", format!("hugetlb.{size}.max"), limit.to_string()));
     }

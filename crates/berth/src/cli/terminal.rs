@@ -61,10 +61,18 @@ impl Winch {
 
 /// Copies a container's output from its monitor to our stdout and stderr
 /// until it exits; returns its exit code.
-pub fn copy_output(mut client: AttachClient) -> anyhow::Result<Option<i32>> {
+pub fn copy_output(client: AttachClient) -> anyhow::Result<Option<i32>> {
+    pump(client, || {})
+}
+
+/// Writes each output frame to stdout or stderr, calling `each` before
+/// every frame, until the exit frame (its code) or the end of the stream.
+fn pump(mut client: AttachClient, mut each: impl FnMut()) -> anyhow::Result<Option<i32>> {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     loop {
-        match client.recv()? {
+        let frame = client.recv()?;
+        each();
+        match frame {
             Some(AttachFrame::Stdout(b)) => {
                 out.write_all(&b)?;
                 out.flush()?;
@@ -81,7 +89,7 @@ pub fn copy_output(mut client: AttachClient) -> anyhow::Result<Option<i32>> {
 }
 
 /// Attaches the terminal to a container's monitor until the container exits.
-pub fn attach(mut client: AttachClient, tty: bool) -> anyhow::Result<Option<i32>> {
+pub fn attach(client: AttachClient, tty: bool) -> anyhow::Result<Option<i32>> {
     let _raw = tty.then(RawMode::enter);
     let mut input = client.try_clone()?;
     // stdin is copied by a thread that ends with the process: a blocking
@@ -114,24 +122,7 @@ pub fn attach(mut client: AttachClient, tty: bool) -> anyhow::Result<Option<i32>
         }
     };
     resize();
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    loop {
-        let frame = client.recv()?;
-        resize();
-        match frame {
-            Some(AttachFrame::Stdout(b)) => {
-                out.write_all(&b)?;
-                out.flush()?;
-            }
-            Some(AttachFrame::Stderr(b)) => {
-                err.write_all(&b)?;
-                err.flush()?;
-            }
-            Some(AttachFrame::Exit(code)) => return Ok(Some(code)),
-            Some(_) => {}
-            None => return Ok(None),
-        }
-    }
+    pump(client, resize)
 }
 
 /// Runs a runtime `exec` that was given `--console-socket socket --detach
