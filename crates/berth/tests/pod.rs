@@ -56,6 +56,7 @@ on_each_handler!(
     shared_pid_namespace_has_berths_init_as_pid_1,
     gc_removes_exited_pods_after_the_grace_period_only,
     interactive_run_takes_stdin_with_and_without_a_tty,
+    logs_follow_until_the_app_exits,
 );
 
 fn run_prints_output_and_exits_with_the_apps_code(handler: &str) {
@@ -611,5 +612,26 @@ fn interactive_run_takes_stdin_with_and_without_a_tty(handler: &str) {
         assert!(stdout.contains("got hello\n"), "{flag}: {stdout:?}");
         assert_eq!(stdout.contains("tty\n"), tty, "{flag}: {stdout:?}");
     }
+    assert_clean(&b);
+}
+
+fn logs_follow_until_the_app_exits(handler: &str) {
+    let b = berth_on(handler);
+    b.ok(
+        "default",
+        &["run", "-d", "--name", "slow", &busybox(), "--", "sh", "-c", "for i in 1 2 3 4; do echo tick $i; echo warn $i >&2; sleep 0.2; done"],
+    );
+    // Started while the app still writes: returns once it exited, with all of it.
+    let out = b.cmd("default", &["logs", "-f", "slow"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tick 1\ntick 2\ntick 3\ntick 4\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "warn 1\nwarn 2\nwarn 3\nwarn 4\n");
+    let st = b.json("default", &["status", "--json", "slow"]);
+    assert_eq!(st["apps"][0]["exit_code"], 0, "{st}");
+    // The last two messages: one on each stream.
+    let out = b.cmd("default", &["logs", "--tail", "2", "slow"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tick 4\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "warn 4\n");
+    b.ok("default", &["rm", "slow"]);
     assert_clean(&b);
 }
