@@ -619,13 +619,29 @@ fn logs_follow_until_the_app_exits(handler: &str) {
     let b = berth_on(handler);
     b.ok(
         "default",
-        &["run", "-d", "--name", "slow", &busybox(), "--", "sh", "-c", "for i in 1 2 3 4; do echo tick $i; echo warn $i >&2; sleep 0.2; done"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "slow",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4; do echo tick $i; echo warn $i >&2; sleep 0.2; done",
+        ],
     );
     // Started while the app still writes: returns once it exited, with all of it.
     let out = b.cmd("default", &["logs", "-f", "slow"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "tick 1\ntick 2\ntick 3\ntick 4\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "warn 1\nwarn 2\nwarn 3\nwarn 4\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tick 1\ntick 2\ntick 3\ntick 4\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "warn 1\nwarn 2\nwarn 3\nwarn 4\n"
+    );
     let st = b.json("default", &["status", "--json", "slow"]);
     assert_eq!(st["apps"][0]["exit_code"], 0, "{st}");
     // The last two messages: one on each stream.
