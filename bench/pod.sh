@@ -24,6 +24,7 @@ BERTH=$(realpath "${BERTH:-target/release/berth}")
 work=$(mktemp -d /tmp/bp.XXXXXX)
 cfg=$work/config.toml
 cleanup() {
+  ip link del bbench0 2>/dev/null || true
   for id in $("$BERTH" --config "$cfg" ps -q 2>/dev/null); do "$BERTH" --config "$cfg" rm --force "$id" >/dev/null || true; done
   # The store sits on tmpfs: unmount it last.
   umount "$work/root" 2>/dev/null || true
@@ -32,15 +33,24 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$work/root"
 mount -t tmpfs -o size=2g tmpfs "$work/root"
-printf 'root = "%s/root"\nstate = "%s/s"\ncgroup_parent = "/berth-bench"\n[registry]\ncerts_dir = "%s/certs.d"\n' \
-  "$work" "$work" "$work" >"$cfg"
+printf 'root = "%s/root"\nstate = "%s/s"\ncgroup_parent = "/berth-bench"\n[registry]\ncerts_dir = "%s/certs.d"\n[cni]\nconf_dir = "%s/cni.d"\n' \
+  "$work" "$work" "$work" "$work" >"$cfg"
+# A network of the benchmark's own: bridge, host-local, portmap, as setup.sh's.
+mkdir -p "$work/cni.d"
+cat >"$work/cni.d/10-bench.conflist" <<EOF
+{ "cniVersion": "1.0.0", "name": "bench", "plugins": [
+  { "type": "bridge", "bridge": "bbench0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+    "ipam": { "type": "host-local", "dataDir": "$work/ipam", "ranges": [[{ "subnet": "10.251.0.0/24" }]] } },
+  { "type": "portmap", "capabilities": { "portMappings": true } } ] }
+EOF
 "$BERTH" --config "$cfg" image pull -q "$IMG" >/dev/null
 
-for h in berth runc; do
-  echo "== berth run --rm --runtime $h $IMG -- /bin/true"
-  hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$work/$h.json" \
-    "$BERTH --config $cfg run --rm -q --runtime $h $IMG -- /bin/true" >/dev/null
-  jq -r '.results[0] | "median \(.median*1000|floor) ms  mean \(.mean*1000|floor) ms  min \(.min*1000|floor) ms  max \(.max*1000|floor) ms"' "$work/$h.json"
+for case in "berth none" "runc none" "berth bench" "runc bench"; do
+  set -- $case
+  echo "== berth run --rm --runtime $1 --net $2 $IMG -- /bin/true"
+  hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$work/$1-$2.json" \
+    "$BERTH --config $cfg run --rm -q --runtime $1 --net $2 $IMG -- /bin/true" >/dev/null
+  jq -r '.results[0] | "median \(.median*1000|floor) ms  mean \(.mean*1000|floor) ms  min \(.min*1000|floor) ms  max \(.max*1000|floor) ms"' "$work/$1-$2.json"
 done
 
 echo "== monitors with $PODS detached pods (embedded handler)"

@@ -16,7 +16,7 @@ PACKAGES=(
   build-essential pkg-config protobuf-compiler libseccomp-dev # build
   busybox-static skopeo umoci docker-registry                 # test images and registry
   openssl zstd jq curl ca-certificates                        # make-images.sh helpers
-  runc crun containernetworking-plugins iproute2              # runtimes, CNI, netns
+  runc crun containernetworking-plugins iproute2 iptables     # runtimes, CNI, netns, portmap
   hyperfine                                                   # benchmarks
 )
 

@@ -57,6 +57,36 @@ EOF
   say "wrote $hosts"
 fi
 
+# Pod networking: Debian's CNI plugins (installed above) and, when no
+# network is configured yet, berth's default one: bridge berth0 on a private
+# /16 that keeps clear of containerd's and podman's 10.88.0.0/16.
+if ! ls /etc/cni/net.d/*.conflist /etc/cni/net.d/*.conf /etc/cni/net.d/*.json >/dev/null 2>&1; then
+  install -d -m 0755 /etc/cni/net.d
+  cat >/etc/cni/net.d/10-berth.conflist <<'EOF'
+{
+  "cniVersion": "1.0.0",
+  "name": "berth",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "berth0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "10.89.0.0/16" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } },
+    { "type": "loopback" }
+  ]
+}
+EOF
+  say "wrote /etc/cni/net.d/10-berth.conflist (bridge berth0, 10.89.0.0/16)"
+fi
+
 tests/fixtures/registry.sh start
 tests/fixtures/make-images.sh
 say "the test registry keeps running on http://$REGISTRY; stop it with: tests/fixtures/registry.sh stop"
@@ -65,5 +95,5 @@ berth image pull "$REGISTRY/busybox:latest"
 berth image ls
 # berth's main job: a pod, no daemon. The app's output streams here and the
 # command exits with the app's exit code.
-berth run --rm "$REGISTRY/busybox:latest" -- sh -c 'echo "hello from pod $(hostname), pid $$, as $(id -un)"'
+berth run --rm "$REGISTRY/busybox:latest" -- sh -c 'echo "hello from pod $(hostname) at $(hostname -i), pid $$, as $(id -un)"'
 say "done. (test registry still running on http://$REGISTRY: tests/fixtures/registry.sh stop)"

@@ -8,6 +8,7 @@ pub mod logs;
 pub mod model;
 pub mod monitor;
 pub mod namespaces;
+pub mod network;
 pub mod pod_init;
 pub mod rootfs;
 pub mod runtime;

@@ -81,6 +81,10 @@ pub struct PodConfig {
     pub dns: Option<DnsConfig>,
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
+    /// The pod network by name (`None`: the default network). `"none"`
+    /// gives the pod's own network namespace with loopback only.
+    #[serde(default)]
+    pub network: Option<String>,
     /// Security options that apply to the pod as a whole.
     #[serde(default)]
     pub privileged: bool,

@@ -23,6 +23,32 @@ pub struct Config {
     pub cgroup_parent: String,
     /// Extra runtime handlers: any runc-compatible binary.
     pub runtimes: BTreeMap<String, RuntimeHandler>,
+    pub cni: CniSection,
+}
+
+/// Pod networking through CNI plugins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniSection {
+    /// Network configuration lists; the lexically first is the default network.
+    pub conf_dir: PathBuf,
+    /// Where plugins are looked for, in order.
+    pub bin_dirs: Vec<PathBuf>,
+    /// Cached ADD results (what DEL needs) [default: <root>/cni].
+    pub cache_dir: Option<PathBuf>,
+    /// Seconds one plugin call may take.
+    pub timeout: u64,
+}
+
+impl Default for CniSection {
+    fn default() -> Self {
+        CniSection {
+            conf_dir: "/etc/cni/net.d".into(),
+            bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            cache_dir: None,
+            timeout: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +88,7 @@ impl Default for Config {
             default_runtime: "berth".into(),
             cgroup_parent: "/berth".into(),
             runtimes: BTreeMap::new(),
+            cni: CniSection::default(),
         }
     }
 }

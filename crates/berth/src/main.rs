@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod oci;
+mod pod_network;
 
 use std::process::ExitCode;
 

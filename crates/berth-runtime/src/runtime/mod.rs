@@ -35,6 +35,7 @@ use crate::cgroup::{CgroupError, Cgroups};
 use crate::handler::{HandlerError, OciHandler};
 use crate::monitor::MonitorError;
 use crate::namespaces::NsError;
+use crate::network::{NetworkError, PodNetwork};
 use crate::rootfs::RootfsError;
 use crate::spec::SpecError;
 
@@ -150,6 +151,8 @@ pub enum RuntimeError {
     Namespace(#[from] NsError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -181,12 +184,25 @@ pub struct Runtime {
     store: Arc<Store>,
     opts: RuntimeOptions,
     cgroups: Cgroups,
+    network: Option<Arc<dyn PodNetwork>>,
 }
 
 impl Runtime {
     pub fn new(store: Arc<Store>, opts: RuntimeOptions) -> Result<Runtime, RuntimeError> {
         let cgroups = Cgroups::detect()?;
-        Ok(Runtime { store, opts, cgroups })
+        Ok(Runtime {
+            store,
+            opts,
+            cgroups,
+            network: None,
+        })
+    }
+
+    /// Gives pods with a network namespace of their own interfaces from
+    /// `network`; without one they have loopback only.
+    pub fn with_network(mut self, network: Arc<dyn PodNetwork>) -> Runtime {
+        self.network = Some(network);
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::model::{NsMode, PodConfig};
 use crate::namespaces::{self, NsKind};
+use crate::network::PodNetRequest;
 use crate::pod_init;
 
 /// Size of a pod's shared /dev/shm, as containerd and Docker default it.
@@ -35,6 +36,7 @@ impl Runtime {
             ns_dir: None,
             init_pid: None,
             ips: Vec::new(),
+            network: None,
             stopped_at: None,
         };
         let span = tracing::info_span!("run_pod", pod = %id, name = %pod.config.name);
@@ -59,6 +61,8 @@ impl Runtime {
         {
             let (s, r) = (state_dir.clone(), root_dir.clone());
             undo.push("directories", move || {
+                // Pinning made the pod's dir a mount point of its own.
+                let _ = crate::rootfs::unmount(&s);
                 let _ = remove_dir(&s);
                 let _ = remove_dir(&r);
             });
@@ -87,6 +91,25 @@ impl Runtime {
             undo.push("namespaces", move || {
                 let _ = namespaces::unpin(&dir);
             });
+        }
+
+        // Interfaces for a namespace of the pod's own, unless it asked for
+        // none (a host-network pod has no namespace to give them to).
+        let wants_net = opts.network == NsMode::Pod && pod.config.network.as_deref() != Some("none");
+        if let (true, Some(net)) = (wants_net, self.network.clone()) {
+            let req = self.net_request(&pod);
+            if let Some(setup) = net.setup(&req)? {
+                pod.ips = setup.ips;
+                pod.network = Some(setup.network.clone());
+                // Recorded at once: a crash from here on must still be able to
+                // detach the pod (and release its IPs) on removal.
+                self.save_pod(&pod)?;
+                undo.push("network", move || {
+                    if let Err(e) = net.teardown(&req, &setup.network) {
+                        tracing::warn!("undo network: {e}");
+                    }
+                });
+            }
         }
 
         self.cgroups.create(&pod.cgroup)?;
@@ -143,6 +166,22 @@ impl Runtime {
         undo.disarm();
         tracing::info!("pod ready");
         Ok(pod)
+    }
+
+    pub(crate) fn net_request(&self, pod: &PodRecord) -> PodNetRequest {
+        PodNetRequest {
+            pod_id: pod.id.clone(),
+            pod_name: pod.config.name.clone(),
+            k8s_namespace: pod.config.k8s_namespace.clone(),
+            pod_uid: pod.config.uid.clone(),
+            netns: pod
+                .ns_dir
+                .as_ref()
+                .map(|d| namespaces::path(d, NsKind::Net))
+                .unwrap_or_default(),
+            network: pod.config.network.clone(),
+            port_mappings: pod.config.port_mappings.clone(),
+        }
     }
 
     fn write_pod_files(&self, pod: &PodRecord) -> Result<(), RuntimeError> {

@@ -7,6 +7,19 @@ use super::{PodState, Runtime, RuntimeError, now_nanos};
 use crate::{namespaces, pod_init};
 
 impl Runtime {
+    /// Takes the pod off its network (before its namespace goes, so the
+    /// plugins can still clean inside it); a detached pod is left as it is.
+    pub(crate) fn detach_network(&self, pod: &mut super::PodRecord) -> Result<(), RuntimeError> {
+        let Some(network) = pod.network.clone() else {
+            return Ok(());
+        };
+        if let Some(net) = &self.network {
+            net.teardown(&self.net_request(pod), &network)?;
+        }
+        pod.network = None;
+        self.save_pod(pod)
+    }
+
     /// Stops a pod; stopping a stopped pod is success.
     pub fn stop_pod(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
         let mut pod = self.get_pod(id)?;
@@ -27,6 +40,7 @@ impl Runtime {
         if let Some(pid) = pod.init_pid.take() {
             pod_init::stop_pid_init(pid)?;
         }
+        self.detach_network(&mut pod)?;
         if let Some(dir) = &pod.ns_dir {
             namespaces::unpin(dir)?;
         }

@@ -34,9 +34,12 @@ pub struct PodRecord {
     /// Host PID of the init holding the pod's PID namespace.
     #[serde(default)]
     pub init_pid: Option<u32>,
-    /// Pod IPs, set by networking.
+    /// Pod IPs, set by networking, IPv4 first.
     #[serde(default)]
     pub ips: Vec<String>,
+    /// The network the pod is attached to, until it is detached.
+    #[serde(default)]
+    pub network: Option<String>,
     #[serde(default)]
     pub stopped_at: Option<i64>,
 }

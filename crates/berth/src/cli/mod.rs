@@ -130,7 +130,8 @@ impl Ctx {
 
     pub fn runtime(&self) -> anyhow::Result<berth_runtime::Runtime> {
         let opts = self.config.runtime_options()?;
-        Ok(berth_runtime::Runtime::new(self.store()?, opts)?)
+        let network = std::sync::Arc::new(crate::pod_network::CniNetwork::new(&self.config));
+        Ok(berth_runtime::Runtime::new(self.store()?, opts)?.with_network(network))
     }
 
     pub fn images(&self, creds: Option<&str>) -> anyhow::Result<berth_image::Images> {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use berth_runtime::Runtime;
 use berth_runtime::model::{
-    ContainerConfig, Mount, MountKind, NsMode, PodConfig, Propagation, Resources, Seccomp, SecurityContext,
+    ContainerConfig, Mount, MountKind, NsMode, PodConfig, PortMapping, Propagation, Resources, Seccomp,
+    SecurityContext,
 };
 use berth_runtime::monitor::AttachClient;
 use berth_runtime::runtime::{ContainerState, PodRecord, ResolvedImage};
@@ -83,9 +84,13 @@ pub struct RunArgs {
     /// One PID namespace for all apps of the pod, held by berth's pod init.
     #[arg(long)]
     pub share_pid: bool,
-    /// Network: pod (own namespace), host, none.
-    #[arg(long, default_value = "pod")]
-    pub net: String,
+    /// Network: the default CNI network, `host` (the host's), `none`
+    /// (loopback only), or a CNI network by name.
+    #[arg(long)]
+    pub net: Option<String>,
+    /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
     /// Hostname [default: the pod name].
     #[arg(long)]
     pub hostname: Option<String>,
@@ -241,10 +246,20 @@ fn plan(a: &RunArgs) -> anyhow::Result<Plan> {
     if let Some(r) = &a.runtime {
         pod.runtime_handler = r.clone();
     }
-    match a.net.as_str() {
-        "pod" | "none" | "default" => {}
-        "host" => pod.namespaces.network = NsMode::Node,
-        other => bail!("--net {other:?}: use pod, host or none"),
+    match a.net.as_deref() {
+        None => {}
+        Some("host") => {
+            pod.namespaces.network = NsMode::Node;
+            pod.network = None;
+        }
+        Some(name) => pod.network = Some(name.to_string()),
+    }
+    for p in &a.publish {
+        pod.port_mappings
+            .push(parse_publish(p).with_context(|| format!("--publish {p:?}"))?);
+    }
+    if !pod.port_mappings.is_empty() && pod.namespaces.network == NsMode::Node {
+        bail!("ports cannot be published for a pod on the host's network: it uses the host's ports directly");
     }
     if a.share_pid {
         pod.namespaces.pid = NsMode::Pod;
@@ -499,6 +514,41 @@ pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
     n.checked_mul(mult).with_context(|| format!("{s:?} is too large"))
 }
 
+/// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`.
+fn parse_publish(s: &str) -> anyhow::Result<PortMapping> {
+    let (ports, proto) = match s.rsplit_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (s, "tcp".to_string()),
+    };
+    anyhow::ensure!(
+        matches!(proto.as_str(), "tcp" | "udp" | "sctp"),
+        "protocol {proto:?}: use tcp, udp or sctp"
+    );
+    let parts: Vec<&str> = ports.rsplitn(3, ':').collect();
+    let (host_ip, host, ctr) = match parts.as_slice() {
+        [ctr, host] => (String::new(), *host, *ctr),
+        [ctr, host, ip] => (ip.trim_matches(['[', ']']).to_string(), *host, *ctr),
+        _ => bail!("use [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]"),
+    };
+    let port = |what: &str, v: &str| -> anyhow::Result<u16> {
+        match v.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => bail!("{what} port {v:?} is not a port number (1-65535)"),
+        }
+    };
+    if !host_ip.is_empty() {
+        host_ip
+            .parse::<std::net::IpAddr>()
+            .with_context(|| format!("host IP {host_ip:?}"))?;
+    }
+    Ok(PortMapping {
+        protocol: proto,
+        container_port: port("container", ctr)?,
+        host_port: port("host", host)?,
+        host_ip,
+    })
+}
+
 fn parse_mount(s: &str) -> anyhow::Result<Mount> {
     if s.contains('=') {
         let mut kind = "bind";
@@ -587,6 +637,49 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("src=")
+        );
+    }
+
+    #[test]
+    fn published_ports() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            (
+                p.host_port,
+                p.container_port,
+                p.protocol.as_str(),
+                p.host_ip.as_str()
+            ),
+            (8080, 80, "tcp", "")
+        );
+        let p = parse_publish("127.0.0.1:53:5353/UDP").unwrap();
+        assert_eq!(
+            (
+                p.host_port,
+                p.container_port,
+                p.protocol.as_str(),
+                p.host_ip.as_str()
+            ),
+            (53, 5353, "udp", "127.0.0.1")
+        );
+        assert!(parse_publish("80").unwrap_err().to_string().contains("HOST_PORT"));
+        assert!(
+            parse_publish("0:80")
+                .unwrap_err()
+                .to_string()
+                .contains("host port \"0\"")
+        );
+        assert!(
+            parse_publish("1:2/icmp")
+                .unwrap_err()
+                .to_string()
+                .contains("\"icmp\"")
+        );
+        assert!(
+            parse_publish("nothost:1:2")
+                .unwrap_err()
+                .to_string()
+                .contains("host IP")
         );
     }
 

@@ -39,12 +39,17 @@ impl Berth {
         std::fs::write(
             &config,
             format!(
-                "root = \"{0}/root\"\nstate = \"{0}/s\"\ncgroup_parent = \"/berth-test-{name}\"\n{extra}\n[registry]\ncerts_dir = \"{0}/certs.d\"\ndocker_config = \"{0}/docker.json\"\n",
+                "root = \"{0}/root\"\nstate = \"{0}/s\"\ncgroup_parent = \"/berth-test-{name}\"\n{extra}\n[registry]\ncerts_dir = \"{0}/certs.d\"\ndocker_config = \"{0}/docker.json\"\n[cni]\nconf_dir = \"{0}/cni.d\"\nbin_dirs = [\"{0}/cni-bin\", \"/opt/cni/bin\", \"/usr/lib/cni\"]\n",
                 dir.path().display()
             ),
         )
         .unwrap();
         Berth { dir, config }
+    }
+
+    /// The CNI config dir of this instance (empty: pods get loopback only).
+    pub fn cni_dir(&self) -> PathBuf {
+        self.dir.path().join("cni.d")
     }
 
     /// The cgroup parent of this instance's pods.
