@@ -53,6 +53,20 @@ for case in "berth none" "runc none" "berth bench" "runc bench"; do
   jq -r '.results[0] | "median \(.median*1000|floor) ms  mean \(.mean*1000|floor) ms  min \(.min*1000|floor) ms  max \(.max*1000|floor) ms"' "$work/$1-$2.json"
 done
 
+# Pod start to running: `run -d` returns once the app is started. Timed one
+# by one (the removal after each is not timed).
+median_ms() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "median %.1f ms  min %.1f ms  max %.1f ms\n", m/1e6, a[1]/1e6, a[NR]/1e6}'; }
+for net in none bench; do
+  echo "== pod start to running: berth run -d --net $net $IMG -- sleep 600"
+  for i in $(seq 1 "$RUNS"); do
+    t0=$(date +%s%N)
+    id=$("$BERTH" --config "$cfg" run -d -q --net "$net" "$IMG" -- sleep 600)
+    t1=$(date +%s%N)
+    echo $((t1 - t0))
+    "$BERTH" --config "$cfg" rm --force "$id" >/dev/null
+  done | median_ms
+done
+
 echo "== monitors with $PODS detached pods (embedded handler)"
 for i in $(seq 1 "$PODS"); do
   "$BERTH" --config "$cfg" run -d -q --name "idle-$i" "$IMG" -- sleep 3600 >/dev/null

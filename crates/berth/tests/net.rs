@@ -279,11 +279,28 @@ fn a_plugin_failing_halfway_through_add_leaves_nothing() {
 fn rm_releases_the_ip_the_veth_and_the_namespace_even_after_the_config_changed() {
     let n = Net::new(None);
     let b = &n.b;
+    // The network by its name this time.
     b.ok(
         "default",
-        &["run", "-d", "--name", "idle", &busybox(), "--", "sleep", "1000"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "idle",
+            "--net",
+            &n.name,
+            &busybox(),
+            "--",
+            "sleep",
+            "1000",
+        ],
     );
     assert_eq!(n.reserved_ips().len(), 1);
+    let err = b.fails(
+        "default",
+        &["run", "--net", "no-such-net", &busybox(), "--", "true"],
+    );
+    assert!(err.contains("\"no-such-net\""), "{err}");
     assert!(!n.ports().is_empty(), "a veth on the bridge");
     // DEL must use what ADD used, not what the config dir says now.
     std::fs::remove_file(b.cni_dir().join("10-test.conflist")).unwrap();
