@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::{Berth, registry};
@@ -57,6 +58,7 @@ on_each_handler!(
     gc_removes_exited_pods_after_the_grace_period_only,
     interactive_run_takes_stdin_with_and_without_a_tty,
     logs_follow_until_the_app_exits,
+    sigterm_to_a_foreground_run_stops_the_pod_gracefully,
 );
 
 fn run_prints_output_and_exits_with_the_apps_code(handler: &str) {
@@ -649,5 +651,50 @@ fn logs_follow_until_the_app_exits(handler: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "tick 4\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "warn 4\n");
     b.ok("default", &["rm", "slow"]);
+    assert_clean(&b);
+}
+
+fn sigterm_to_a_foreground_run_stops_the_pod_gracefully(handler: &str) {
+    // As systemd stops a unit whose ExecStart is `berth run`.
+    let b = berth_on(handler);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--config")
+        .arg(&b.config)
+        .args([
+            "run",
+            "-q",
+            "--name",
+            "unit",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo stopping; exit 9' TERM; echo up; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"up\n");
+    let t0 = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(9), "the app's own exit code");
+    assert_eq!(rest, "stopping\n");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "graceful, not after the grace period"
+    );
+    let st = b.json("default", &["status", "--json", "unit"]);
+    assert_eq!(st["state"], "exited", "{st}");
+    b.ok("default", &["rm", "unit"]);
     assert_clean(&b);
 }
