@@ -197,6 +197,9 @@ fn two_pods_talk_by_ip_and_the_host_reaches_a_published_port() {
     // the bridge's gateway address (an address of this host).
     let body = wait_http(&format!("{}.1:{host_port}", n.subnet_prefix));
     assert!(body.contains("hello-from-web"), "{body}");
+    // And on loopback, as `curl localhost:PORT` would.
+    let body = wait_http(&format!("127.0.0.1:{host_port}"));
+    assert!(body.contains("hello-from-web"), "{body}");
     b.ok("default", &["rm", "--force", "web"]);
     n.assert_released();
 }
