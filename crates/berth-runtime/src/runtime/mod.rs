@@ -78,13 +78,17 @@ impl RuntimeOptions {
                 root: state.join("oci/berth"),
             },
         );
-        for (name, path) in [("runc", "/usr/bin/runc"), ("crun", "/usr/bin/crun")] {
-            if Path::new(path).exists() {
+        for name in ["runc", "crun"] {
+            let found = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file());
+            if let Some(path) = found {
                 handlers.insert(
                     name.to_string(),
                     OciHandler {
                         name: name.into(),
-                        path: path.into(),
+                        path,
                         args: vec![],
                         root: state.join("oci").join(name),
                     },
