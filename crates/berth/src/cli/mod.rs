@@ -1,5 +1,6 @@
 //! The command line. Each command group lives in its own module.
 
+mod daemon;
 mod image;
 mod images_for_pods;
 mod manifest;
@@ -53,6 +54,8 @@ pub struct Global {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Serve CRI v1 (kubelet, crictl) on a Unix socket.
+    Daemon(daemon::DaemonArgs),
     /// Manage images: pull, push, list, inspect, remove, tag, import, export.
     #[command(subcommand)]
     Image(image::ImageCmd),
@@ -160,6 +163,7 @@ impl Ctx {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new(&cli.global)?;
     match cli.command {
+        Command::Daemon(a) => daemon::run(&ctx, a),
         Command::Image(cmd) => image::run(&ctx, cmd),
         Command::Run(a) => run::run(&ctx, *a),
         Command::Ps(a) => pod::ps(&ctx, a),

@@ -1,0 +1,52 @@
+//! PodSandboxStats, from the pod's cgroup and its containers'.
+
+use berth_runtime::runtime::PodRecord;
+
+use super::container_stats::usage;
+use super::pod_sandbox_status::{annotations, metadata};
+use crate::convert;
+use crate::error::CriError;
+use crate::service::CriService;
+use crate::v1;
+
+impl CriService {
+    pub(crate) fn pod_sandbox_stats(
+        &self,
+        req: v1::PodSandboxStatsRequest,
+    ) -> Result<v1::PodSandboxStatsResponse, CriError> {
+        let pod = self.pod(&req.pod_sandbox_id)?;
+        Ok(v1::PodSandboxStatsResponse {
+            stats: Some(self.pod_stats_of(&pod)?),
+        })
+    }
+
+    pub(crate) fn pod_stats_of(&self, pod: &PodRecord) -> Result<v1::PodSandboxStats, CriError> {
+        let s = self.runtime.pod_stats(&pod.id)?;
+        let (cpu, memory) = usage(&s);
+        let containers = self
+            .runtime
+            .list_containers(None, Some(&pod.id))?
+            .iter()
+            .filter_map(|c| self.stats_of(c).ok())
+            .collect();
+        Ok(v1::PodSandboxStats {
+            attributes: Some(v1::PodSandboxAttributes {
+                id: pod.id.clone(),
+                metadata: Some(metadata(pod)),
+                labels: convert::hash(&pod.config.labels),
+                annotations: annotations(pod),
+            }),
+            linux: Some(v1::LinuxPodSandboxStats {
+                cpu: Some(cpu),
+                memory: Some(memory),
+                network: None,
+                process: Some(v1::ProcessUsage {
+                    timestamp: s.usage.timestamp_ns as i64,
+                    process_count: convert::u64v(s.usage.pids_current),
+                }),
+                containers,
+            }),
+            windows: None,
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! RunPodSandbox: the CRI pod config mapped onto berth's `PodConfig`.
+
+use berth_runtime::RuntimeError;
+use berth_runtime::model::{DnsConfig, NamespaceOptions, PodConfig, PortMapping};
+use berth_store::StoreError;
+
+use crate::convert;
+use crate::error::CriError;
+use crate::names;
+use crate::service::CriService;
+use crate::v1;
+
+impl CriService {
+    pub(crate) fn run_pod_sandbox(
+        &self,
+        req: v1::RunPodSandboxRequest,
+    ) -> Result<v1::RunPodSandboxResponse, CriError> {
+        let config = req
+            .config
+            .ok_or_else(|| CriError::InvalidArgument("RunPodSandbox: config is missing".into()))?;
+        let pod = pod_config(config, req.runtime_handler)?;
+        let what = format!(
+            "pod sandbox {}/{} (uid {:?}, attempt {})",
+            pod.k8s_namespace,
+            pod.annotations
+                .get(names::POD_NAME_ANNOTATION)
+                .map_or("", String::as_str),
+            pod.uid,
+            pod.attempt
+        );
+        match self.runtime.run_pod(crate::NAMESPACE, pod) {
+            Ok(rec) => Ok(v1::RunPodSandboxResponse {
+                pod_sandbox_id: rec.id,
+            }),
+            Err(RuntimeError::Store(StoreError::NameInUse { holder, .. })) => Err(CriError::AlreadyExists(
+                format!("{what} already exists as {holder}"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodConfig, CriError> {
+    let meta = c
+        .metadata
+        .ok_or_else(|| CriError::InvalidArgument("RunPodSandbox: metadata is missing".into()))?;
+    if meta.name.is_empty() {
+        return Err(CriError::InvalidArgument(
+            "RunPodSandbox: metadata.name is empty".into(),
+        ));
+    }
+    let linux = c.linux.unwrap_or_default();
+    let sc = linux.security_context.unwrap_or_default();
+    let namespaces = sc
+        .namespace_options
+        .as_ref()
+        .map(convert::namespace_options)
+        .unwrap_or_else(NamespaceOptions::kubernetes);
+    let mut annotations = convert::btree(c.annotations);
+    annotations.insert(names::POD_NAME_ANNOTATION.into(), meta.name.clone());
+    #[allow(deprecated)]
+    let seccomp = convert::seccomp(sc.seccomp.as_ref(), &sc.seccomp_profile_path)?;
+    Ok(PodConfig {
+        name: names::pod_name(&meta.name, &meta.namespace, &meta.uid, meta.attempt),
+        k8s_namespace: meta.namespace,
+        uid: meta.uid,
+        attempt: meta.attempt,
+        hostname: (!c.hostname.is_empty()).then_some(c.hostname),
+        labels: convert::btree(c.labels),
+        annotations,
+        namespaces,
+        cgroup_parent: (!linux.cgroup_parent.is_empty()).then_some(linux.cgroup_parent),
+        sysctls: convert::btree(linux.sysctls),
+        log_directory: (!c.log_directory.is_empty()).then(|| c.log_directory.into()),
+        runtime_handler,
+        dns: c.dns_config.map(|d| DnsConfig {
+            servers: d.servers,
+            searches: d.searches,
+            options: d.options,
+        }),
+        port_mappings: c
+            .port_mappings
+            .iter()
+            .map(port_mapping)
+            .collect::<Result<_, _>>()?,
+        network: None,
+        privileged: sc.privileged,
+        run_as_user: convert::id(sc.run_as_user.as_ref(), "run_as_user")?,
+        run_as_group: convert::id(sc.run_as_group.as_ref(), "run_as_group")?,
+        supplemental_groups: convert::ids(&sc.supplemental_groups, "supplemental group")?,
+        readonly_rootfs: sc.readonly_rootfs,
+        seccomp,
+        resources: linux
+            .resources
+            .as_ref()
+            .map(convert::resources)
+            .unwrap_or_default(),
+    })
+}
+
+fn port_mapping(p: &v1::PortMapping) -> Result<PortMapping, CriError> {
+    let port = |v: i32, what: &str| {
+        u16::try_from(v)
+            .map_err(|_| CriError::InvalidArgument(format!("port mapping: {what} {v} is out of range")))
+    };
+    let protocol = v1::Protocol::try_from(p.protocol).map_err(|_| {
+        CriError::InvalidArgument(format!("port mapping: protocol {} is unknown", p.protocol))
+    })?;
+    Ok(PortMapping {
+        protocol: protocol.as_str_name().to_ascii_lowercase(),
+        container_port: port(p.container_port, "container port")?,
+        host_port: port(p.host_port, "host port")?,
+        host_ip: p.host_ip.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_kubelet_pod_config() {
+        let c = v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: "Web".into(),
+                uid: "u1".into(),
+                namespace: "prod".into(),
+                attempt: 2,
+            }),
+            hostname: "web".into(),
+            port_mappings: vec![v1::PortMapping {
+                protocol: v1::Protocol::Udp as i32,
+                container_port: 53,
+                host_port: 5353,
+                host_ip: String::new(),
+            }],
+            linux: Some(v1::LinuxPodSandboxConfig {
+                security_context: Some(v1::LinuxSandboxSecurityContext {
+                    namespace_options: Some(v1::NamespaceOption {
+                        network: v1::NamespaceMode::Node as i32,
+                        pid: v1::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    run_as_user: Some(v1::Int64Value { value: 1000 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let p = pod_config(c, "runc".into()).unwrap();
+        assert_eq!(p.name, names::pod_name("Web", "prod", "u1", 2));
+        assert_eq!(p.annotations[names::POD_NAME_ANNOTATION], "Web");
+        assert_eq!(p.namespaces.network, berth_runtime::model::NsMode::Node);
+        assert_eq!(p.namespaces.pid, berth_runtime::model::NsMode::Pod);
+        assert_eq!(p.port_mappings[0].protocol, "udp");
+        assert_eq!(p.run_as_user, Some(1000));
+        assert_eq!(p.runtime_handler, "runc");
+    }
+
+    #[test]
+    fn refuses_missing_metadata() {
+        let err = pod_config(v1::PodSandboxConfig::default(), String::new()).unwrap_err();
+        assert!(err.to_string().contains("metadata"), "{err}");
+    }
+}

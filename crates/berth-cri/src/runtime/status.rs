@@ -1,0 +1,68 @@
+//! Status: the runtime is ready whenever it answers; the network when a CNI
+//! network is configured.
+
+use crate::error::CriError;
+use crate::service::CriService;
+use crate::v1;
+
+impl CriService {
+    pub(crate) fn status(&self, req: v1::StatusRequest) -> Result<v1::StatusResponse, CriError> {
+        let runtime = v1::RuntimeCondition {
+            r#type: "RuntimeReady".into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        };
+        let network = match (self.network)() {
+            Ok(()) => v1::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Err(message) => v1::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message,
+            },
+        };
+        let handlers = self
+            .runtime
+            .options()
+            .handlers
+            .keys()
+            .map(|name| v1::RuntimeHandler {
+                name: name.clone(),
+                features: Some(v1::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            })
+            .collect();
+        let mut info = std::collections::HashMap::new();
+        if req.verbose {
+            let o = self.runtime.options();
+            info.insert(
+                "config".to_string(),
+                serde_json::json!({
+                    "root": o.root,
+                    "state": o.state,
+                    "defaultRuntimeHandler": o.default_handler,
+                    "cgroupParent": o.cgroup_parent,
+                })
+                .to_string(),
+            );
+        }
+        Ok(v1::StatusResponse {
+            status: Some(v1::RuntimeStatus {
+                conditions: vec![runtime, network],
+            }),
+            info,
+            runtime_handlers: handlers,
+            features: Some(v1::RuntimeFeatures {
+                supplemental_groups_policy: false,
+            }),
+        })
+    }
+}

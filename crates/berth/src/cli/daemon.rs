@@ -1,0 +1,134 @@
+//! `berth daemon`: the CRI v1 server on a Unix socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::Ctx;
+
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// The CRI socket: a path or a unix:// URL.
+    #[arg(long, default_value = "unix:///run/berth/berth.sock")]
+    pub socket: String,
+}
+
+pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    let socket = socket_path(&args.socket)?;
+    let runtime = Arc::new(ctx.runtime()?);
+    let images = Arc::new(ctx.images(None)?);
+    let svc = berth_cri::CriService::new(runtime, images, registry_config(ctx), network_status(ctx));
+    super::runtime()?.block_on(serve(svc, &socket))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(svc: berth_cri::CriService, socket: &Path) -> anyhow::Result<()> {
+    let listener = bind(socket)?;
+    tracing::info!(socket = %socket.display(), "serving CRI");
+    notify_ready();
+    let shutdown = async {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    let result = berth_cri::serve(svc, listener, shutdown).await;
+    let _ = std::fs::remove_file(socket);
+    result.with_context(|| format!("serve CRI on {}", socket.display()))
+}
+
+/// Binds the socket, replacing a stale one (a daemon that died leaves it),
+/// readable by root and the socket's group only.
+fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        anyhow::bail!("{} is in use: another daemon serves it", socket.display());
+    }
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("remove stale socket {}", socket.display()));
+        }
+        _ => {}
+    }
+    let listener =
+        tokio::net::UnixListener::bind(socket).with_context(|| format!("bind {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", socket.display()))?;
+    Ok(listener)
+}
+
+fn socket_path(s: &str) -> anyhow::Result<PathBuf> {
+    let path = s.strip_prefix("unix://").unwrap_or(s);
+    anyhow::ensure!(
+        path.starts_with('/'),
+        "--socket {s:?}: give an absolute path or unix:///path"
+    );
+    Ok(PathBuf::from(path))
+}
+
+/// The registry client settings `Ctx::images` uses, for pulls that bring
+/// their own credentials.
+fn registry_config(ctx: &Ctx) -> berth_registry::ClientConfig {
+    berth_registry::ClientConfig {
+        certs_dir: ctx.config.registry.certs_dir.clone(),
+        docker_config: ctx
+            .config
+            .registry
+            .docker_config
+            .clone()
+            .or_else(berth_registry::auth::default_docker_config_path),
+        creds: None,
+        user_agent: format!("berth/{}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Network readiness for CRI Status: a default CNI network must be configured.
+fn network_status(ctx: &Ctx) -> berth_cri::NetworkStatus {
+    let c = &ctx.config.cni;
+    let cni = berth_net::Cni::new(berth_net::CniConfig {
+        conf_dirs: vec![c.conf_dir.clone()],
+        bin_dirs: c.bin_dirs.clone(),
+        cache_dir: c.cache_dir.clone().unwrap_or_else(|| ctx.config.root.join("cni")),
+        timeout: std::time::Duration::from_secs(c.timeout),
+    });
+    Arc::new(move || {
+        cni.default_network()
+            .map(drop)
+            .map_err(|e| format!("cni config not initialized: {e}"))
+    })
+}
+
+/// Tells systemd (Type=notify) the socket is being served.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        let bytes = path.as_encoded_bytes();
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(b"READY=1", &addr)?;
+        } else {
+            sock.send_to(b"READY=1", &path)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify READY=1: {e}");
+    }
+}

@@ -1,0 +1,538 @@
+//! `berth daemon` as kubelet and crictl see it: CRI v1 over its Unix socket,
+//! with real images and containers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Berth, registry};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A running `berth daemon`, stopped with SIGTERM when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(b: &Berth) -> Daemon {
+        let socket = b.dir.path().join("cri.sock");
+        let log = b.dir.path().join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--config")
+            .arg(&b.config)
+            .args(["--log-level", "info", "daemon", "--socket"])
+            .arg(format!("unix://{}", socket.display()))
+            .env_remove("BERTH_ROOT")
+            .env_remove("BERTH_STATE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn berth daemon");
+        let mut d = Daemon { child, socket, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("daemon exited ({st}): {}", d.log());
+            }
+            assert!(Instant::now() < deadline, "daemon did not listen: {}", d.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status; the socket must be gone.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let st = self.child.wait().unwrap();
+        assert!(!self.socket.exists(), "daemon left its socket");
+        st
+    }
+
+    async fn channel(&self) -> Channel {
+        let path = self.socket.clone();
+        // kubelet and crictl send `:authority: localhost`; h2 rejects a path.
+        Endpoint::try_from("http://localhost")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .expect("connect to daemon")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.stop();
+        }
+    }
+}
+
+fn busybox() -> String {
+    format!("{}/busybox:latest", registry())
+}
+
+fn image(name: &str) -> Option<v1::ImageSpec> {
+    Some(v1::ImageSpec {
+        image: name.to_string(),
+        ..Default::default()
+    })
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pod_config(name: &str, logs: &Path) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: logs.display().to_string(),
+        labels: [("app".to_string(), name.to_string())].into(),
+        annotations: [("note".to_string(), "x".to_string())].into(),
+        linux: Some(v1::LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn cri_version_status_and_images() {
+    let b = Berth::new();
+    let mut d = Daemon::start(&b);
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let mut is = ImageServiceClient::new(ch);
+
+        let v = rs
+            .version(v1::VersionRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(v.runtime_name, "berth");
+        assert_eq!(v.runtime_api_version, "v1");
+
+        // No CNI config in this instance's dir: the network is not ready.
+        let st = rs
+            .status(v1::StatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let conds = st.status.unwrap().conditions;
+        let cond = |t: &str| conds.iter().find(|c| c.r#type == t).unwrap().clone();
+        assert!(cond("RuntimeReady").status);
+        let net = cond("NetworkReady");
+        assert!(!net.status);
+        assert_eq!(net.reason, "NetworkPluginNotReady");
+
+        let img = busybox();
+        let missing = is
+            .image_status(v1::ImageStatusRequest {
+                image: image(&img),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(missing.image.is_none());
+
+        let pulled = is
+            .pull_image(v1::PullImageRequest {
+                image: image(&img),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(pulled.image_ref.starts_with("sha256:"), "{}", pulled.image_ref);
+
+        let list = is
+            .list_images(v1::ListImagesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.images.len(), 1);
+        assert_eq!(list.images[0].id, pulled.image_ref);
+        assert_eq!(list.images[0].repo_tags, std::slice::from_ref(&img));
+        assert!(list.images[0].repo_digests[0].contains("@sha256:"));
+        assert!(list.images[0].size > 0);
+
+        let status = is
+            .image_status(v1::ImageStatusRequest {
+                image: image(&img),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image
+            .expect("pulled image has a status");
+        assert_eq!(status.id, pulled.image_ref);
+
+        let fs = is
+            .image_fs_info(v1::ImageFsInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(fs.image_filesystems[0].used_bytes.unwrap().value > 0);
+
+        for _ in 0..2 {
+            is.remove_image(v1::RemoveImageRequest { image: image(&img) })
+                .await
+                .unwrap();
+        }
+        let list = is
+            .list_images(v1::ListImagesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(list.images.is_empty());
+    });
+    assert!(d.stop().success(), "daemon: {}", d.log());
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn cri_pod_and_container_lifecycle() {
+    let b = Berth::new();
+    let mut d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    let rt = rt();
+    // Held open across the daemon's shutdown, as kubelet holds it.
+    let held = rt.block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let mut is = ImageServiceClient::new(ch);
+        let img = busybox();
+        is.pull_image(v1::PullImageRequest {
+            image: image(&img),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+        let mut events = rs
+            .get_container_events(v1::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+
+        let config = pod_config("web", &logs);
+        let pod = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+
+        let again = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
+
+        let ps = rs
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let st = ps.status.unwrap();
+        assert_eq!(st.state, v1::PodSandboxState::SandboxReady as i32);
+        assert_eq!(st.metadata.as_ref().unwrap().name, "web");
+        assert_eq!(st.metadata.as_ref().unwrap().namespace, "default");
+        assert_eq!(st.labels["app"], "web");
+        assert_eq!(st.annotations, config.annotations);
+        assert!(ps.info["info"].contains(&pod));
+
+        let listed = rs
+            .list_pod_sandbox(v1::ListPodSandboxRequest {
+                filter: Some(v1::PodSandboxFilter {
+                    id: pod[..12].to_string(),
+                    label_selector: [("app".to_string(), "web".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.items.len(), 1);
+
+        let missing = rs
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "bad".into(),
+                        attempt: 0,
+                    }),
+                    image: image("nosuch.example/missing:1"),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+        assert!(
+            missing.message().contains("nosuch.example/missing:1"),
+            "{missing:?}"
+        );
+
+        let ctr = rs
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "app".into(),
+                        attempt: 0,
+                    }),
+                    image: image(&img),
+                    command: vec!["sh".into(), "-c".into(), "echo hello; sleep 1000".into()],
+                    log_path: "app/0.log".into(),
+                    labels: [("tier".to_string(), "front".to_string())].into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        rs.start_container(v1::StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+
+        let status = |rs: &mut RuntimeServiceClient<Channel>| {
+            let mut rs = rs.clone();
+            let id = ctr.clone();
+            async move {
+                rs.container_status(v1::ContainerStatusRequest {
+                    container_id: id,
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap()
+            }
+        };
+        let st = status(&mut rs).await;
+        assert_eq!(st.state, v1::ContainerState::ContainerRunning as i32);
+        assert_eq!(st.metadata.as_ref().unwrap().name, "app");
+        assert_eq!(st.labels["tier"], "front");
+        assert!(st.started_at > 0);
+        let log_path = logs.join("app/0.log");
+        assert_eq!(st.log_path, log_path.display().to_string());
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.lines().any(|l| l.ends_with(" stdout F hello")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "log has no hello line: {log:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let listed = rs
+            .list_containers(v1::ListContainersRequest {
+                filter: Some(v1::ContainerFilter {
+                    pod_sandbox_id: pod.clone(),
+                    state: Some(v1::ContainerStateValue {
+                        state: v1::ContainerState::ContainerRunning as i32,
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.containers.len(), 1);
+        assert_eq!(listed.containers[0].id, ctr);
+
+        let out = rs
+            .exec_sync(v1::ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "echo hi; exit 3".into()],
+                timeout: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.exit_code, 3);
+        assert_eq!(out.stdout, b"hi\n");
+
+        let started = Instant::now();
+        let timed_out = rs
+            .exec_sync(v1::ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: vec!["sleep".into(), "10".into()],
+                timeout: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(timed_out.code(), tonic::Code::DeadlineExceeded, "{timed_out:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let stats = rs
+            .container_stats(v1::ContainerStatsRequest {
+                container_id: ctr.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        assert!(stats.memory.unwrap().usage_bytes.unwrap().value > 0);
+        assert_eq!(stats.attributes.unwrap().id, ctr);
+        let pod_stats = rs
+            .list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(pod_stats.stats.len(), 1);
+
+        rs.update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: ctr.clone(),
+            linux: Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let limit = format!(
+            "/sys/fs/cgroup/memory{}/{pod}/{ctr}/memory.limit_in_bytes",
+            b.cgroup_parent()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&limit).unwrap().trim(),
+            (96u64 << 20).to_string()
+        );
+
+        rs.reopen_container_log(v1::ReopenContainerLogRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+
+        rs.stop_container(v1::StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        let st = status(&mut rs).await;
+        assert_eq!(st.state, v1::ContainerState::ContainerExited as i32);
+        assert!([137, 143].contains(&st.exit_code), "exit code {}", st.exit_code);
+        assert!(st.finished_at >= st.started_at);
+        // Stopping again is success.
+        rs.stop_container(v1::StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+
+        for _ in 0..2 {
+            rs.remove_container(v1::RemoveContainerRequest {
+                container_id: ctr.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        rs.stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        let st = rs
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, v1::PodSandboxState::SandboxNotready as i32);
+        for _ in 0..2 {
+            rs.remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        let gone = rs
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), tonic::Code::NotFound);
+
+        let mut kinds = Vec::new();
+        while kinds.len() < 2 {
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.message())
+                .await
+                .expect("container events arrive")
+                .unwrap()
+                .unwrap();
+            assert_eq!(ev.container_id, ctr);
+            kinds.push(ev.container_event_type);
+        }
+        assert_eq!(
+            kinds,
+            [
+                v1::ContainerEventType::ContainerCreatedEvent as i32,
+                v1::ContainerEventType::ContainerStartedEvent as i32
+            ]
+        );
+        events
+    });
+    assert!(d.stop().success(), "daemon: {}", d.log());
+    drop(held);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
