@@ -26,6 +26,7 @@ cfg=$work/config.toml
 cleanup() {
   ip link del bbench0 2>/dev/null || true
   for id in $("$BERTH" --config "$cfg" ps -q 2>/dev/null); do "$BERTH" --config "$cfg" rm --force "$id" >/dev/null || true; done
+  for d in /sys/fs/cgroup/*/berth-bench; do rmdir "$d" 2>/dev/null || true; done
   # The store sits on tmpfs: unmount it last.
   umount "$work/root" 2>/dev/null || true
   rm -rf "$work"
