@@ -536,3 +536,115 @@ fn cri_pod_and_container_lifecycle() {
     drop(held);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn kill_9_of_the_daemon_leaves_containers_running_and_a_restart_finds_them() {
+    let b = Berth::new();
+    let logs = b.dir.path().join("logs");
+    let rt = rt();
+    let mut d = Daemon::start(&b);
+    let (pod, ctr) = rt.block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let mut is = ImageServiceClient::new(ch);
+        is.pull_image(v1::PullImageRequest {
+            image: image(&busybox()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let config = pod_config("survivor", &logs);
+        let pod = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let ctr = rs
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "app".into(),
+                        attempt: 0,
+                    }),
+                    image: image(&busybox()),
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "trap 'exit 42' TERM; while true; do sleep 0.1; done".into(),
+                    ],
+                    log_path: "app/0.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        rs.start_container(v1::StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+        (pod, ctr)
+    });
+    // No goodbye: the daemon is gone at once, the container is not.
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    d.child.wait().unwrap();
+    let _ = std::fs::remove_file(&d.socket);
+    let running = b.json("k8s.io", &["status", "--json", &pod]);
+    assert_eq!(running["apps"][0]["state"], "running", "{running}");
+
+    let d2 = Daemon::start(&b);
+    rt.block_on(async {
+        let mut rs = RuntimeServiceClient::new(d2.channel().await);
+        let status = |rs: &mut RuntimeServiceClient<Channel>| {
+            let mut rs = rs.clone();
+            let ctr = ctr.clone();
+            async move {
+                rs.container_status(v1::ContainerStatusRequest {
+                    container_id: ctr,
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap()
+            }
+        };
+        assert_eq!(
+            status(&mut rs).await.state,
+            v1::ContainerState::ContainerRunning as i32
+        );
+        let listed = rs
+            .list_containers(v1::ListContainersRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.containers.iter().any(|c| c.id == ctr), "{listed:?}");
+        rs.stop_container(v1::StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 10,
+        })
+        .await
+        .unwrap();
+        let st = status(&mut rs).await;
+        assert_eq!(st.state, v1::ContainerState::ContainerExited as i32);
+        assert_eq!(st.exit_code, 42, "the exit the restarted daemon saw: {st:?}");
+        rs.remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    drop(d2);
+    let left = b.leftovers();
+    assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
+}
