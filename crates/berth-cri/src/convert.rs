@@ -161,3 +161,24 @@ pub fn rfc3339_nanos(s: &str) -> i64 {
         .map(|t| t.unix_timestamp_nanos() as i64)
         .unwrap_or(0)
 }
+
+/// Whether AppArmor is enabled on this host.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Whether SELinux is enabled on this host (selinuxfs is mounted).
+pub fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// SELinux labels are accepted and, on a host without SELinux, ignored
+/// with a warning naming the object.
+pub fn check_selinux(what: &str, o: Option<&v1::SeLinuxOption>) {
+    if let Some(o) = o
+        && !(o.user.is_empty() && o.role.is_empty() && o.r#type.is_empty() && o.level.is_empty())
+        && !selinux_enabled()
+    {
+        tracing::warn!("{what}: SELinux options {o:?} ignored: SELinux is not enabled on this host");
+    }
+}

@@ -5,12 +5,15 @@
 //! [`error::CriError`]'s one mapping to `tonic::Status`.
 
 mod convert;
+mod deadline;
 pub mod error;
 mod events;
 mod image;
 mod names;
+mod pty;
 mod runtime;
 mod service;
+pub mod stream;
 
 pub use error::CriError;
 pub use image::resolve::resolve as resolve_image;

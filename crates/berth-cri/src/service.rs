@@ -2,7 +2,7 @@
 //! function (blocking ones on tokio's blocking pool) and maps its error once.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use berth_api::Namespace;
 use berth_image::Images;
@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use crate::error::CriError;
+use crate::stream::{Backend, BackendError, BoxFuture, StreamIo, StreamServer};
 use crate::v1;
 use crate::v1::image_service_server::ImageService;
 use crate::v1::runtime_service_server::RuntimeService;
@@ -34,6 +35,13 @@ pub struct CriService {
     /// open connections would hold a graceful shutdown forever.
     pub(crate) closing: Arc<tokio::sync::watch::Sender<bool>>,
     pub(crate) ns: Namespace,
+    /// The streaming server that Exec, Attach and PortForward hand URLs of,
+    /// once [`CriService::serve_streams`] started it.
+    pub(crate) streams: Arc<OnceLock<StreamServer>>,
+    /// The last CPU sample of each container and pod, for nanocores.
+    pub(crate) cpu_samples: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>>,
+    /// Pods and containers created after their caller's deadline.
+    pub(crate) late: Arc<crate::deadline::Late>,
 }
 
 impl CriService {
@@ -52,12 +60,36 @@ impl CriService {
             events,
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             ns: crate::NAMESPACE.parse().expect("k8s.io is a valid namespace"),
+            streams: Arc::new(OnceLock::new()),
+            cpu_samples: Arc::default(),
+            late: Arc::default(),
         }
     }
 
-    /// Ends the streams of GetContainerEvents.
+    /// Ends the streams of GetContainerEvents and the streaming server.
     pub fn close(&self) {
         self.closing.send_replace(true);
+        if let Some(s) = self.streams.get() {
+            s.shutdown();
+        }
+    }
+
+    /// Starts the streaming server on `addr` (a loopback address; port 0
+    /// picks one) and returns where it listens.
+    pub async fn serve_streams(&self, addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+        let backend: Arc<dyn Backend> = Arc::new(Streams(self.clone()));
+        let server = StreamServer::bind(addr, backend).await?;
+        let local = server.local_addr();
+        if self.streams.set(server).is_err() {
+            return Err(std::io::Error::other("the streaming server is already running"));
+        }
+        Ok(local)
+    }
+
+    pub(crate) fn streams(&self) -> Result<&StreamServer, CriError> {
+        self.streams.get().ok_or_else(|| {
+            CriError::Unimplemented("this server was started without its streaming server".into())
+        })
     }
 
     /// Runs `f` on the blocking pool: the runtime forks, waits and does
@@ -76,10 +108,29 @@ impl CriService {
     }
 }
 
-fn unimplemented(call: &str) -> Status {
-    Status::from(CriError::Unimplemented(format!(
-        "{call} needs berth's streaming server, which this daemon does not serve yet"
-    )))
+/// What the streaming server runs: each call's module serves its part.
+struct Streams(CriService);
+
+impl Backend for Streams {
+    fn exec(&self, req: v1::ExecRequest, io: StreamIo) -> BoxFuture<Result<i32, BackendError>> {
+        Box::pin(crate::runtime::exec::run(self.0.clone(), req, io))
+    }
+
+    fn attach(&self, req: v1::AttachRequest, io: StreamIo) -> BoxFuture<Result<(), BackendError>> {
+        Box::pin(crate::runtime::attach::run(self.0.clone(), req, io))
+    }
+
+    fn port_forward(
+        &self,
+        pod_sandbox_id: String,
+        port: u16,
+    ) -> BoxFuture<Result<tokio::net::TcpStream, BackendError>> {
+        Box::pin(crate::runtime::port_forward::connect(
+            self.0.clone(),
+            pod_sandbox_id,
+            port,
+        ))
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ContainerEventResponse, Status>> + Send>>;
@@ -104,12 +155,10 @@ macro_rules! service_impl {
 service_impl! {
     RuntimeService {
         version(v1::VersionRequest) -> v1::VersionResponse;
-        run_pod_sandbox(v1::RunPodSandboxRequest) -> v1::RunPodSandboxResponse;
         stop_pod_sandbox(v1::StopPodSandboxRequest) -> v1::StopPodSandboxResponse;
         remove_pod_sandbox(v1::RemovePodSandboxRequest) -> v1::RemovePodSandboxResponse;
         pod_sandbox_status(v1::PodSandboxStatusRequest) -> v1::PodSandboxStatusResponse;
         list_pod_sandbox(v1::ListPodSandboxRequest) -> v1::ListPodSandboxResponse;
-        create_container(v1::CreateContainerRequest) -> v1::CreateContainerResponse;
         start_container(v1::StartContainerRequest) -> v1::StartContainerResponse;
         stop_container(v1::StopContainerRequest) -> v1::StopContainerResponse;
         remove_container(v1::RemoveContainerRequest) -> v1::RemoveContainerResponse;
@@ -118,6 +167,9 @@ service_impl! {
         update_container_resources(v1::UpdateContainerResourcesRequest) -> v1::UpdateContainerResourcesResponse;
         reopen_container_log(v1::ReopenContainerLogRequest) -> v1::ReopenContainerLogResponse;
         exec_sync(v1::ExecSyncRequest) -> v1::ExecSyncResponse;
+        exec(v1::ExecRequest) -> v1::ExecResponse;
+        attach(v1::AttachRequest) -> v1::AttachResponse;
+        port_forward(v1::PortForwardRequest) -> v1::PortForwardResponse;
         container_stats(v1::ContainerStatsRequest) -> v1::ContainerStatsResponse;
         list_container_stats(v1::ListContainerStatsRequest) -> v1::ListContainerStatsResponse;
         pod_sandbox_stats(v1::PodSandboxStatsRequest) -> v1::PodSandboxStatsResponse;
@@ -129,19 +181,22 @@ service_impl! {
         runtime_config(v1::RuntimeConfigRequest) -> v1::RuntimeConfigResponse;
     }
 
-    async fn exec(&self, _: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
-        Err(unimplemented("Exec"))
-    }
-
-    async fn attach(&self, _: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
-    }
-
-    async fn port_forward(
+    async fn run_pod_sandbox(
         &self,
-        _: Request<v1::PortForwardRequest>,
-    ) -> Result<Response<v1::PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward"))
+        request: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        let deadline = crate::deadline::of(&request);
+        let req = request.into_inner();
+        self.blocking(move |s| s.run_pod_sandbox(req, deadline)).await
+    }
+
+    async fn create_container(
+        &self,
+        request: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        let deadline = crate::deadline::of(&request);
+        let req = request.into_inner();
+        self.blocking(move |s| s.create_container(req, deadline)).await
     }
 
     async fn checkpoint_container(

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
                 eprintln!("usage: berth monitor DIR");
                 return ExitCode::FAILURE;
             };
+            if dir == "--exec-wait" {
+                return exit_code(berth_runtime::monitor::exec_wait::main(args));
+            }
             return exit_code(berth_runtime::monitor::run(std::path::Path::new(&dir)));
         }
         Some("pod-init") => return exit_code(berth_runtime::pod_init::run_init()),

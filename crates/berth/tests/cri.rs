@@ -648,3 +648,353 @@ fn kill_9_of_the_daemon_leaves_containers_running_and_a_restart_finds_them() {
     let left = b.leftovers();
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
 }
+
+/// Pulls busybox and starts pod `name` with one container per `(name,
+/// command, stdin)`; returns the pod id and the container ids.
+async fn pod_with(
+    ch: &Channel,
+    name: &str,
+    logs: &Path,
+    apps: &[(&str, &str, bool)],
+) -> (String, Vec<String>) {
+    let mut rs = RuntimeServiceClient::new(ch.clone());
+    let mut is = ImageServiceClient::new(ch.clone());
+    is.pull_image(v1::PullImageRequest {
+        image: image(&busybox()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let config = pod_config(name, logs);
+    let pod = rs
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let mut ids = Vec::new();
+    for (app, script, stdin) in apps {
+        let id = rs
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: app.to_string(),
+                        attempt: 0,
+                    }),
+                    image: image(&busybox()),
+                    command: vec!["sh".into(), "-c".into(), script.to_string()],
+                    log_path: format!("{app}/0.log"),
+                    stdin: *stdin,
+                    stdin_once: *stdin,
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        rs.start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    (pod, ids)
+}
+
+async fn remove_pod(rs: &mut RuntimeServiceClient<Channel>, pod: &str) {
+    rs.stop_pod_sandbox(v1::StopPodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await
+    .unwrap();
+    rs.remove_pod_sandbox(v1::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await
+    .unwrap();
+}
+
+fn exec_req(ctr: &str, cmd: &[&str], tty: bool, stdin: bool) -> v1::ExecRequest {
+    v1::ExecRequest {
+        container_id: ctr.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+        stdout: true,
+        stderr: !tty,
+    }
+}
+
+#[test]
+fn cri_exec_attach_and_port_forward_over_spdy_and_websocket() {
+    use berth_cri::stream::TermSize;
+    use berth_cri::stream::client;
+
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let (pod, ids) = pod_with(
+            &ch,
+            "streams",
+            &logs,
+            &[
+                (
+                    "web",
+                    "mkdir -p /www && echo served-from-the-pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
+                    false,
+                ),
+                ("echo", "while read l; do echo got:$l; done; exit 5", true),
+            ],
+        )
+        .await;
+        let (web, echo) = (&ids[0], &ids[1]);
+
+        // Exec without a tty, both transports: three streams and the exit code.
+        let script = "echo out; echo err >&2; read x; echo in:$x; exit 3";
+        for transport in ["spdy", "websocket"] {
+            let url = rs
+                .exec(exec_req(web, &["sh", "-c", script], false, true))
+                .await
+                .unwrap()
+                .into_inner()
+                .url;
+            assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+            let out = match transport {
+                "spdy" => client::exec_spdy(&url, Some(b"abc\n".to_vec()), false, None).await,
+                _ => client::exec_websocket(&url, Some(b"abc\n".to_vec()), false, None).await,
+            }
+            .unwrap_or_else(|e| panic!("{transport} exec: {e}"));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nin:abc\n", "{transport}");
+            assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n", "{transport}");
+            assert_eq!(out.exit_code, 3, "{transport}");
+            // The URL was for one use only.
+            let again = client::exec_spdy(&url, None, false, None).await;
+            assert!(again.is_err(), "{transport}: a used URL served again");
+        }
+
+        // Exec with a tty, both transports: a terminal of the size the
+        // client set, output on stdout only.
+        for transport in ["spdy", "websocket"] {
+            let url = rs
+                .exec(exec_req(web, &["sh", "-c", "read x; stty size; tty; exit 7"], true, true))
+                .await
+                .unwrap()
+                .into_inner()
+                .url;
+            let size = Some(TermSize {
+                width: 91,
+                height: 33,
+            });
+            let out = match transport {
+                "spdy" => client::exec_spdy(&url, Some(b"go\r".to_vec()), true, size).await,
+                _ => client::exec_websocket(&url, Some(b"go\r".to_vec()), true, size).await,
+            }
+            .unwrap_or_else(|e| panic!("{transport} tty exec: {e}"));
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("33 91"), "{transport}: {text:?}");
+            assert!(text.contains("/dev/pts/"), "{transport}: {text:?}");
+            assert!(out.stderr.is_empty(), "{transport}");
+            assert_eq!(out.exit_code, 7, "{transport}");
+        }
+
+        // Bad requests name what is wrong.
+        let both = rs.exec(v1::ExecRequest {
+            stderr: true,
+            ..exec_req(web, &["true"], true, false)
+        });
+        let e = both.await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("tty and stderr"), "{e:?}");
+        let e = rs.exec(exec_req("nosuch", &["true"], false, false)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+
+        // Attach: stdin reaches the container's main process, its output
+        // comes back, and closing stdin (stdin_once) ends it.
+        let url = rs
+            .attach(v1::AttachRequest {
+                container_id: echo.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let out = client::exec_spdy(&url, Some(b"one\ntwo\n".to_vec()), false, None)
+            .await
+            .expect("attach");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "got:one\ngot:two\n");
+        let st = rs
+            .container_status(v1::ContainerStatusRequest {
+                container_id: echo.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.exit_code, 5, "stdin_once: the app saw EOF and exited: {st:?}");
+
+        // Port-forward to the pod's loopback, both transports.
+        for transport in ["spdy", "websocket"] {
+            let url = rs
+                .port_forward(v1::PortForwardRequest {
+                    pod_sandbox_id: pod.clone(),
+                    port: vec![8080],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url;
+            let request = b"GET /index.html HTTP/1.0\r\n\r\n".to_vec();
+            let reply = match transport {
+                "spdy" => client::port_forward_spdy(&url, 8080, request).await,
+                _ => client::port_forward_websocket(&url, 8080, request).await,
+            }
+            .unwrap_or_else(|e| panic!("{transport} port-forward: {e}"));
+            let text = String::from_utf8_lossy(&reply);
+            assert!(text.starts_with("HTTP/1.1 200 OK"), "{transport}: {text}");
+            assert!(text.contains("served-from-the-pod"), "{transport}: {text}");
+        }
+
+        remove_pod(&mut rs, &pod).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_pod_created_after_the_clients_deadline_is_handed_to_its_retry() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(d.channel().await);
+        let config = pod_config("late", &logs);
+        let request = || v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        // A deadline no pod start can meet: the client gives up, the
+        // creation goes on.
+        let mut first = tonic::Request::new(request());
+        first.set_timeout(Duration::from_millis(1));
+        let e = rs.run_pod_sandbox(first).await.unwrap_err();
+        assert!(
+            matches!(e.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
+            "{e:?}"
+        );
+        // The retry gets the pod the first call made (while that call is
+        // still running, the name is taken).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let id = loop {
+            match rs.run_pod_sandbox(request()).await {
+                Ok(r) => break r.into_inner().pod_sandbox_id,
+                Err(e) if e.code() == tonic::Code::AlreadyExists && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("retry: {e:?}"),
+            }
+        };
+        let pods = rs
+            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(pods.len(), 1, "{pods:?}");
+        assert_eq!(pods[0].id, id);
+        // Handed out once: a further call is a plain name clash again.
+        let e = rs.run_pod_sandbox(request()).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+        remove_pod(&mut rs, &id).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn socket_activation_and_readiness_notification() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let b = Berth::new();
+    let socket = b.dir.path().join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let notify = b.dir.path().join("notify.sock");
+    let ready = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    ready.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let unused = b.dir.path().join("unused.sock");
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    // `exec` keeps the pid that LISTEN_PID names, as systemd sets it.
+    cmd.arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg("--config")
+        .arg(&b.config)
+        .args(["daemon", "--socket"])
+        .arg(&unused)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only dup2/fcntl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                let three = std::os::fd::BorrowedFd::borrow_raw(3);
+                rustix::io::fcntl_setfd(three, rustix::io::FdFlags::empty())?;
+            } else {
+                nix::unistd::dup2(fd, 3)?;
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut buf = [0u8; 64];
+    let n = ready.recv(&mut buf).expect("READY=1 from the daemon");
+    assert_eq!(&buf[..n], b"READY=1");
+    let path = socket.clone();
+    let version = rt().block_on(async move {
+        let ch =
+            Endpoint::try_from("http://localhost")
+                .unwrap()
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .unwrap();
+        RuntimeServiceClient::new(ch)
+            .version(v1::VersionRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(version.runtime_name, "berth");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!unused.exists(), "an activated daemon bound its own socket");
+    assert!(
+        socket.exists(),
+        "the activated socket belongs to systemd, not the daemon"
+    );
+    drop(listener);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

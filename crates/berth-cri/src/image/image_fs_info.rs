@@ -32,7 +32,7 @@ impl CriService {
 
 /// Allocated bytes and inodes under `dir`, each hard-linked inode once;
 /// entries that vanish while walking are skipped.
-fn usage(dir: &Path) -> (u64, u64) {
+pub(crate) fn usage(dir: &Path) -> (u64, u64) {
     let mut seen = std::collections::HashSet::new();
     let (mut bytes, mut inodes) = (0, 0);
     let mut stack = vec![dir.to_path_buf()];

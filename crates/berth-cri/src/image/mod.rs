@@ -1,7 +1,7 @@
 //! ImageService calls, one module each, and the image resolution that
 //! CreateContainer needs.
 
-mod image_fs_info;
+pub(crate) mod image_fs_info;
 mod image_status;
 mod list_images;
 mod pull_image;

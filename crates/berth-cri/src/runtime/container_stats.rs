@@ -22,7 +22,10 @@ impl CriService {
 
     pub(crate) fn stats_of(&self, rec: &ContainerRecord) -> Result<v1::ContainerStats, CriError> {
         let s = self.runtime.container_stats(&rec.id)?;
-        let (cpu, memory) = usage(&s);
+        let (mut cpu, memory) = usage(&s);
+        cpu.usage_nano_cores = self.nano_cores(&rec.id, &s);
+        let upper = self.runtime.writable_layer(&rec.id);
+        let (bytes, inodes) = crate::image::image_fs_info::usage(&upper);
         Ok(v1::ContainerStats {
             attributes: Some(v1::ContainerAttributes {
                 id: rec.id.clone(),
@@ -32,15 +35,40 @@ impl CriService {
             }),
             cpu: Some(cpu),
             memory: Some(memory),
-            // The writable layer's usage is not measured yet.
             writable_layer: Some(v1::FilesystemUsage {
                 timestamp: s.usage.timestamp_ns as i64,
-                fs_id: None,
-                used_bytes: u64v(0),
-                inodes_used: u64v(0),
+                fs_id: Some(v1::FilesystemIdentifier {
+                    mountpoint: upper.display().to_string(),
+                }),
+                used_bytes: u64v(bytes),
+                inodes_used: u64v(inodes),
             }),
             swap: None,
         })
+    }
+}
+
+impl CriService {
+    /// CPU use in nanocores since the previous sample of `key` (a container
+    /// or pod id), as kubelet's summary API wants it; `None` on the first
+    /// sample. Samples live in memory, as containerd keeps them.
+    pub(crate) fn nano_cores(&self, key: &str, s: &Stats) -> Option<v1::UInt64Value> {
+        let now = (s.usage.timestamp_ns, s.usage.cpu_usage_ns);
+        let mut samples = self.cpu_samples.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = samples.insert(key.to_string(), now)?;
+        let (dt, dcpu) = (now.0.checked_sub(prev.0)?, now.1.checked_sub(prev.1)?);
+        (dt > 0).then(|| v1::UInt64Value {
+            value: (dcpu as u128 * 1_000_000_000 / dt as u128) as u64,
+        })
+    }
+}
+
+impl CriService {
+    pub(crate) fn forget_samples(&self, key: &str) {
+        self.cpu_samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 

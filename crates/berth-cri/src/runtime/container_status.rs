@@ -38,8 +38,28 @@ impl CriService {
         let rec = self.runtime.get_container(id)?;
         let st = self.runtime.container_status(&rec)?;
         let image_id = self.image_id_of(&rec);
-        let status = cri_status(&rec, &st, image_id);
+        let mut status = cri_status(&rec, &st, image_id);
+        status.user = self.user_of(&rec);
         Ok((rec, status))
+    }
+
+    /// The identity the container's process runs as: the user and groups
+    /// resolved into its OCI spec when it was created.
+    fn user_of(&self, rec: &ContainerRecord) -> Option<v1::ContainerUser> {
+        let path = self.runtime.ctr_state_dir(&rec.id).join("config.json");
+        let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let user = spec.get("process")?.get("user")?;
+        Some(v1::ContainerUser {
+            linux: Some(v1::LinuxContainerUser {
+                uid: user.get("uid")?.as_i64()?,
+                gid: user.get("gid")?.as_i64()?,
+                supplemental_groups: user
+                    .get("additionalGids")
+                    .and_then(|g| g.as_array())
+                    .map(|g| g.iter().filter_map(|v| v.as_i64()).collect())
+                    .unwrap_or_default(),
+            }),
+        })
     }
 
     /// The config digest of the container's image, when it is still stored.

@@ -17,6 +17,7 @@ impl CriService {
     pub(crate) fn create_container(
         &self,
         req: v1::CreateContainerRequest,
+        deadline: Option<std::time::Instant>,
     ) -> Result<v1::CreateContainerResponse, CriError> {
         let pod = self.pod(&req.pod_sandbox_id)?;
         let config = req
@@ -36,8 +37,17 @@ impl CriService {
             e => e,
         })?;
         let what = format!("container {:?} in pod sandbox {}", cfg.name, pod.id);
+        let key = format!("container/{}/{}", pod.id, cfg.name);
+        if let Some(id) = self.claim_late(&key)
+            && self.runtime.get_container(&id).is_ok()
+        {
+            return Ok(v1::CreateContainerResponse { container_id: id });
+        }
         let rec = match self.runtime.create_container(&pod.id, cfg, &image) {
-            Ok(rec) => rec,
+            Ok(rec) => {
+                self.keep_if_late(deadline, key, &rec.id);
+                rec
+            }
             Err(RuntimeError::Store(StoreError::NameInUse { holder, .. })) => {
                 return Err(CriError::AlreadyExists(format!(
                     "{what} already exists as {holder}"
@@ -132,6 +142,7 @@ fn mount(m: &v1::Mount) -> Result<Mount, CriError> {
 }
 
 fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, CriError> {
+    convert::check_selinux("CreateContainer", sc.selinux_options.as_ref());
     let caps = sc.capabilities.unwrap_or_default();
     #[allow(deprecated)]
     let seccomp = convert::seccomp(sc.seccomp.as_ref(), &sc.seccomp_profile_path)?;

@@ -1,8 +1,10 @@
 //! RuntimeService calls, one module each.
 
+pub(crate) mod attach;
 mod container_stats;
 mod container_status;
 mod create_container;
+pub(crate) mod exec;
 mod exec_sync;
 mod list_container_stats;
 mod list_containers;
@@ -11,6 +13,7 @@ mod list_pod_sandbox_stats;
 mod metrics;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
+pub(crate) mod port_forward;
 mod remove_container;
 mod remove_pod_sandbox;
 mod reopen_container_log;

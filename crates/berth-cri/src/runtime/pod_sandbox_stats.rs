@@ -22,7 +22,8 @@ impl CriService {
 
     pub(crate) fn pod_stats_of(&self, pod: &PodRecord) -> Result<v1::PodSandboxStats, CriError> {
         let s = self.runtime.pod_stats(&pod.id)?;
-        let (cpu, memory) = usage(&s);
+        let (mut cpu, memory) = usage(&s);
+        cpu.usage_nano_cores = self.nano_cores(&pod.id, &s);
         let containers = self
             .runtime
             .list_containers(None, Some(&pod.id))?

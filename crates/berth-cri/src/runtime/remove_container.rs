@@ -12,6 +12,7 @@ impl CriService {
     ) -> Result<v1::RemoveContainerResponse, CriError> {
         gone_is_ok(self.container(&req.container_id).and_then(|c| {
             self.runtime.remove_container(&c.id)?;
+            self.forget_samples(&c.id);
             self.publish(&c.id, v1::ContainerEventType::ContainerDeletedEvent);
             Ok(())
         }))?;

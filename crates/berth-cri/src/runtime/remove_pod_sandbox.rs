@@ -13,7 +13,9 @@ impl CriService {
         gone_is_ok(self.pod(&req.pod_sandbox_id).and_then(|pod| {
             let ctrs = self.runtime.list_containers(None, Some(&pod.id))?;
             self.runtime.remove_pod(&pod.id)?;
+            self.forget_samples(&pod.id);
             for c in ctrs {
+                self.forget_samples(&c.id);
                 self.publish(&c.id, v1::ContainerEventType::ContainerDeletedEvent);
             }
             Ok(())

@@ -14,6 +14,7 @@ impl CriService {
     pub(crate) fn run_pod_sandbox(
         &self,
         req: v1::RunPodSandboxRequest,
+        deadline: Option<std::time::Instant>,
     ) -> Result<v1::RunPodSandboxResponse, CriError> {
         let config = req
             .config
@@ -28,10 +29,19 @@ impl CriService {
             pod.uid,
             pod.attempt
         );
+        let key = format!("pod/{}", pod.name);
+        if let Some(id) = self.claim_late(&key)
+            && self.runtime.get_pod(&id).is_ok()
+        {
+            return Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id });
+        }
         match self.runtime.run_pod(crate::NAMESPACE, pod) {
-            Ok(rec) => Ok(v1::RunPodSandboxResponse {
-                pod_sandbox_id: rec.id,
-            }),
+            Ok(rec) => {
+                self.keep_if_late(deadline, key, &rec.id);
+                Ok(v1::RunPodSandboxResponse {
+                    pod_sandbox_id: rec.id,
+                })
+            }
             Err(RuntimeError::Store(StoreError::NameInUse { holder, .. })) => Err(CriError::AlreadyExists(
                 format!("{what} already exists as {holder}"),
             )),
@@ -51,6 +61,7 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
     }
     let linux = c.linux.unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
+    convert::check_selinux("RunPodSandbox", sc.selinux_options.as_ref());
     let namespaces = sc
         .namespace_options
         .as_ref()

@@ -50,6 +50,14 @@ impl CriService {
                     "state": o.state,
                     "defaultRuntimeHandler": o.default_handler,
                     "cgroupParent": o.cgroup_parent,
+                    "streamServer": self.streams.get().map(|s| s.local_addr().to_string()),
+                    // Profiles of a module the host lacks are accepted and
+                    // ignored with a warning.
+                    "securityModules": {
+                        "apparmor": crate::convert::apparmor_enabled(),
+                        "selinux": crate::convert::selinux_enabled(),
+                        "seccomp": true,
+                    },
                 })
                 .to_string(),
             );

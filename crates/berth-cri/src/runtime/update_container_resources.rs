@@ -24,6 +24,8 @@ impl CriService {
             .and_then(|h| h.update(&c.id, &file).map_err(|e| CriError::Runtime(e.into())));
         let _ = std::fs::remove_file(&file);
         result?;
+        self.runtime
+            .update_recorded_resources(&c.id, |rec| merge(rec, &r))?;
         Ok(v1::UpdateContainerResourcesResponse {})
     }
 }
@@ -36,6 +38,32 @@ fn tempfile_in(state: &std::path::Path, id: &str) -> Result<std::path::PathBuf, 
         )));
     }
     Ok(dir.join(format!("update-{}.json", std::process::id())))
+}
+
+/// Folds the fields the update set (non-zero ones, as [`oci_resources`]
+/// reads them) into the recorded resources.
+fn merge(rec: &mut berth_runtime::model::Resources, r: &v1::LinuxContainerResources) {
+    if r.cpu_shares > 0 {
+        rec.cpu_shares = r.cpu_shares as u64;
+    }
+    if r.cpu_quota != 0 {
+        rec.cpu_quota = r.cpu_quota;
+    }
+    if r.cpu_period > 0 {
+        rec.cpu_period = r.cpu_period as u64;
+    }
+    if !r.cpuset_cpus.is_empty() {
+        rec.cpuset_cpus = r.cpuset_cpus.clone();
+    }
+    if !r.cpuset_mems.is_empty() {
+        rec.cpuset_mems = r.cpuset_mems.clone();
+    }
+    if r.memory_limit_in_bytes > 0 {
+        rec.memory_limit = r.memory_limit_in_bytes;
+    }
+    for (k, v) in &r.unified {
+        rec.unified.insert(k.clone(), v.clone());
+    }
 }
 
 /// The OCI `linux.resources` document of the CRI resources; zero means
@@ -87,5 +115,25 @@ mod tests {
         assert_eq!(doc["cpu"]["quota"], 50_000);
         assert!(doc["cpu"].get("shares").is_none());
         assert!(doc.get("unified").is_none());
+    }
+
+    #[test]
+    fn merge_keeps_what_the_update_left_out() {
+        let mut rec = berth_runtime::model::Resources {
+            memory_limit: 32 << 20,
+            cpu_shares: 512,
+            ..Default::default()
+        };
+        merge(
+            &mut rec,
+            &v1::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_quota: 20_000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(rec.memory_limit, 64 << 20);
+        assert_eq!(rec.cpu_quota, 20_000);
+        assert_eq!(rec.cpu_shares, 512);
     }
 }

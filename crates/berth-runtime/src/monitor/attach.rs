@@ -66,6 +66,12 @@ impl AttachClient {
         })
     }
 
+    /// Shuts the connection down both ways, for every clone: a thread
+    /// blocked in [`AttachClient::recv`] returns.
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
     /// Bounds how long [`AttachClient::recv`] waits; `None` waits forever.
     pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> Result<(), MonitorError> {
         self.stream.set_read_timeout(timeout).map_err(|e| self.io_err(e))

@@ -41,6 +41,7 @@
 //! that connected goes away.
 
 mod attach;
+pub mod exec_wait;
 mod exit;
 mod run;
 mod spawn;

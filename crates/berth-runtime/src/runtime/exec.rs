@@ -109,3 +109,35 @@ impl Runtime {
         })
     }
 }
+
+impl Runtime {
+    /// Wraps a detached tty exec (one prepared with a console socket) in
+    /// the monitor's `--exec-wait` mode, which waits for the process the
+    /// runtime leaves behind: see [`crate::monitor::exec_wait`]. Its stdout
+    /// reports `exit CODE` or `error MESSAGE`.
+    pub fn exec_waiter(&self, exec: &ExecCommand) -> Result<Command, RuntimeError> {
+        let pid_file = exec.pid_file.as_ref().ok_or_else(|| {
+            RuntimeError::InvalidArgument(
+                "exec waiter: the exec was prepared without a console socket".into(),
+            )
+        })?;
+        let (exe, args) = &self.opts.monitor;
+        let mut c = Command::new(exe);
+        c.args(args)
+            .arg("--exec-wait")
+            .arg(pid_file)
+            .arg("--")
+            .arg(exec.command.get_program())
+            .args(exec.command.get_args());
+        for (k, v) in exec.command.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        if let Some(dir) = exec.command.get_current_dir() {
+            c.current_dir(dir);
+        }
+        Ok(c)
+    }
+}

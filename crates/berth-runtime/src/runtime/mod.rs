@@ -243,8 +243,13 @@ impl Runtime {
         self.opts.root.join("pods").join(id)
     }
 
-    fn ctr_state_dir(&self, id: &str) -> PathBuf {
+    pub fn ctr_state_dir(&self, id: &str) -> PathBuf {
         self.opts.state.join("containers").join(id)
+    }
+
+    /// The upper directory of a container's overlay: what it wrote.
+    pub fn writable_layer(&self, id: &str) -> PathBuf {
+        self.ctr_root_dir(id).join("upper")
     }
 
     fn ctr_root_dir(&self, id: &str) -> PathBuf {
@@ -333,6 +338,18 @@ impl Runtime {
     fn save_pod(&self, pod: &PodRecord) -> Result<(), RuntimeError> {
         let data = serde_json::to_string(pod).expect("pod record serializes");
         Ok(self.store.update_object(ObjectKind::Pod, &pod.id, &data)?)
+    }
+
+    /// Changes the resources recorded for container `id`: the caller has
+    /// had the handler apply them, and status calls report them from here.
+    pub fn update_recorded_resources(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut crate::model::Resources),
+    ) -> Result<(), RuntimeError> {
+        let mut c = self.get_container(id)?;
+        change(&mut c.config.resources);
+        self.save_container(&c)
     }
 
     fn save_container(&self, c: &ContainerRecord) -> Result<(), RuntimeError> {

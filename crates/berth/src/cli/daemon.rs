@@ -14,22 +14,45 @@ use super::Ctx;
 #[derive(Args)]
 pub struct DaemonArgs {
     /// The CRI socket: a path or a unix:// URL.
+    /// Ignored when systemd passes the socket in (socket activation).
     #[arg(long, default_value = "unix:///run/berth/berth.sock")]
     pub socket: String,
+    /// Where the streaming server (exec, attach, port-forward) listens;
+    /// port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub stream_address: std::net::SocketAddr,
 }
 
 pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let socket = socket_path(&args.socket)?;
+    // Before any thread starts: it edits the environment.
+    let activated = activated()?;
     let runtime = Arc::new(ctx.runtime()?);
     let images = Arc::new(ctx.images(None)?);
     let svc = berth_cri::CriService::new(runtime, images, registry_config(ctx), network_status(ctx));
-    super::runtime()?.block_on(serve(svc, &socket))?;
+    super::runtime()?.block_on(serve(svc, &socket, activated, args.stream_address))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(svc: berth_cri::CriService, socket: &Path) -> anyhow::Result<()> {
-    let listener = bind(socket)?;
-    tracing::info!(socket = %socket.display(), "serving CRI");
+async fn serve(
+    svc: berth_cri::CriService,
+    socket: &Path,
+    activated: Option<std::os::unix::net::UnixListener>,
+    streams: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let (listener, owned) = match activated {
+        Some(l) => (
+            tokio::net::UnixListener::from_std(l)
+                .context("activated socket (fd 3) is not a listening unix socket")?,
+            false,
+        ),
+        None => (bind(socket)?, true),
+    };
+    let streams = svc
+        .serve_streams(streams)
+        .await
+        .with_context(|| format!("serve streams on {streams}"))?;
+    tracing::info!(socket = %socket.display(), %streams, activated = !owned, "serving CRI");
     notify_ready();
     let shutdown = async {
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -44,8 +67,47 @@ async fn serve(svc: berth_cri::CriService, socket: &Path) -> anyhow::Result<()> 
         tracing::info!("shutting down");
     };
     let result = berth_cri::serve(svc, listener, shutdown).await;
-    let _ = std::fs::remove_file(socket);
+    // An activated socket belongs to systemd, which keeps listening on it.
+    if owned {
+        let _ = std::fs::remove_file(socket);
+    }
     result.with_context(|| format!("serve CRI on {}", socket.display()))
+}
+
+/// The listening socket systemd passed in (`LISTEN_FDS`, fd 3), if it
+/// passed one to this process.
+fn activated() -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if !for_us || count == 0 {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        count == 1,
+        "systemd passed {count} sockets; berth serves CRI on exactly one"
+    );
+    // SAFETY: by the socket activation protocol fd 3 is ours, open and not
+    // owned by anything else in this process.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(3) };
+    let std_listener = std::os::unix::net::UnixListener::from(fd);
+    std_listener
+        .set_nonblocking(true)
+        .context("activated socket: set non-blocking")?;
+    // Children (monitors, runtimes) must not see the variables: they were
+    // meant for this process only.
+    // SAFETY: `run` calls this before the daemon starts any thread.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    Ok(Some(std_listener))
 }
 
 /// Binds the socket, replacing a stale one (a daemon that died leaves it),
