@@ -7,8 +7,9 @@
 //! `<name, made DNS-safe and cut to 40>-<12 hex of SHA-256 over the four>`:
 //! valid, stable for the same four values (so a retried RunPodSandbox
 //! collides and answers AlreadyExists), and unique across them. The CRI name
-//! itself travels in the annotation [`POD_NAME_ANNOTATION`], which the CRI
-//! never sees. A container's berth name is `<name>_<attempt>`, since kubelet
+//! itself travels in `PodConfig::k8s_name` (what CNI plugins see as
+//! `K8S_POD_NAME`) and in the annotation [`POD_NAME_ANNOTATION`], which the
+//! CRI never sees. A container's berth name is `<name>_<attempt>`, since kubelet
 //! creates attempt n+1 while attempt n still exists.
 
 use sha2::{Digest, Sha256};

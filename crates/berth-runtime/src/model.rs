@@ -49,7 +49,13 @@ impl NamespaceOptions {
 /// A pod as asked for.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PodConfig {
+    /// berth's name of the pod, unique in its berth namespace.
     pub name: String,
+    /// The name Kubernetes knows the pod by, when it differs from `name`
+    /// (CRI pod names are unique only with their namespace, uid and
+    /// attempt): CNI plugins see this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_name: Option<String>,
     /// Kubernetes namespace of the pod (CRI metadata), not berth's tenant.
     #[serde(default)]
     pub k8s_namespace: String,

@@ -73,6 +73,7 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
     let seccomp = convert::seccomp(sc.seccomp.as_ref(), &sc.seccomp_profile_path)?;
     Ok(PodConfig {
         name: names::pod_name(&meta.name, &meta.namespace, &meta.uid, meta.attempt),
+        k8s_name: Some(meta.name.clone()),
         k8s_namespace: meta.namespace,
         uid: meta.uid,
         attempt: meta.attempt,
@@ -162,6 +163,8 @@ mod tests {
         let p = pod_config(c, "runc".into()).unwrap();
         assert_eq!(p.name, names::pod_name("Web", "prod", "u1", 2));
         assert_eq!(p.annotations[names::POD_NAME_ANNOTATION], "Web");
+        // CNI plugins get the name kubelet knows (K8S_POD_NAME).
+        assert_eq!(p.k8s_name.as_deref(), Some("Web"));
         assert_eq!(p.namespaces.network, berth_runtime::model::NsMode::Node);
         assert_eq!(p.namespaces.pid, berth_runtime::model::NsMode::Pod);
         assert_eq!(p.port_mappings[0].protocol, "udp");

@@ -171,7 +171,11 @@ impl Runtime {
     pub(crate) fn net_request(&self, pod: &PodRecord) -> PodNetRequest {
         PodNetRequest {
             pod_id: pod.id.clone(),
-            pod_name: pod.config.name.clone(),
+            pod_name: pod
+                .config
+                .k8s_name
+                .clone()
+                .unwrap_or_else(|| pod.config.name.clone()),
             k8s_namespace: pod.config.k8s_namespace.clone(),
             pod_uid: pod.config.uid.clone(),
             netns: pod
