@@ -998,3 +998,95 @@ fn socket_activation_and_readiness_notification() {
     drop(listener);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn cri_runtime_handler_picks_the_oci_runtime() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let handlers = rs
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .runtime_handlers;
+        let names: Vec<_> = handlers.iter().map(|h| h.name.as_str()).collect();
+        assert!(names.contains(&"berth") && names.contains(&"runc"), "{names:?}");
+
+        let e = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(pod_config("nohandler", &logs)),
+                runtime_handler: "nosuch".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("nosuch"), "{e:?}");
+        assert_ne!(e.code(), tonic::Code::Ok);
+
+        let mut is = ImageServiceClient::new(ch.clone());
+        is.pull_image(v1::PullImageRequest {
+            image: image(&busybox()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let config = pod_config("onrunc", &logs);
+        let pod = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: "runc".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let ctr = rs
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "app".into(),
+                        attempt: 0,
+                    }),
+                    image: image(&busybox()),
+                    command: vec!["sleep".into(), "1000".into()],
+                    log_path: "app/0.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        rs.start_container(v1::StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+        // runc itself knows the container: it is the one that runs it.
+        let listed = Command::new("runc")
+            .arg("--root")
+            .arg(b.dir.path().join("s/oci/runc"))
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+        let verbose = rs
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(verbose.status.unwrap().runtime_handler, "runc");
+        assert!(listed.contains(&ctr), "runc list: {listed:?}");
+        remove_pod(&mut rs, &pod).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

@@ -19,6 +19,8 @@ impl Runtime {
     /// Creates a pod in `ns` and makes it ready for containers.
     pub fn run_pod(&self, ns: &str, config: PodConfig) -> Result<PodRecord, RuntimeError> {
         validate(&config)?;
+        // Refused up front: the pod's containers could never be created.
+        self.handler(&config.runtime_handler)?;
         let id = new_id();
         let hostname = config.hostname.clone().unwrap_or_else(|| config.name.clone());
         let cgroup = match &config.cgroup_parent {
