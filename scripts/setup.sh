@@ -26,6 +26,9 @@ cargo build --release -p berth
 cargo rustc --release -p berth --bin berth-monitor -- -C target-feature=+crt-static
 install -D -m 0755 target/release/berth /usr/local/bin/berth
 install -D -m 0755 target/release/berth-monitor /usr/local/bin/berth-monitor
+# The embedded OCI runtime as its own small binary (exec'd for every
+# container operation): berth uses it when it sits next to berth.
+install -D -m 0755 target/release/berth-oci /usr/local/bin/berth-oci
 say "installed /usr/local/bin/berth"
 
 if [ ! -e /etc/berth/config.toml ]; then

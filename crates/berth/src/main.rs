@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     // Before anything else: libcontainer forks from this process, which is
     // only sound while it has a single thread.
     if std::env::args_os().nth(1).is_some_and(|a| a == "oci") {
-        return oci::main();
+        return oci::main_from(std::env::args_os().skip(1).collect());
     }
     // The per-container processes: no argument parsing, no logging setup,
     // as little memory as they can (`berth monitor DIR`, `berth pod-init`).

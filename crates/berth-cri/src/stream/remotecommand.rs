@@ -331,9 +331,14 @@ pub(crate) async fn serve_spdy(
         stderr,
         resize,
     } = streams;
-    let (mut outputs, io) = wire_spdy(protocol, opts, stdin, stdout, stderr, resize);
+    let Wired {
+        mut outputs,
+        unused_halves,
+        io,
+    } = wire_spdy(protocol, opts, stdin, stdout, stderr, resize);
     let args = command_args(&command).to_vec();
     let outcome = run(&backend, command, io).await;
+    drop(unused_halves);
     for out in outputs.iter_mut() {
         let _ = out.shutdown().await;
     }
@@ -391,8 +396,17 @@ async fn collect_streams(
     Some(streams)
 }
 
-/// Hands the collected streams to the backend as [`StreamIo`]; returns the
-/// output halves' closers, which must send FIN once the command is done.
+/// The collected streams, wired for the backend.
+struct Wired {
+    /// Handles on stdout and stderr, to send FIN once the command is done.
+    outputs: Vec<SharedWriter>,
+    /// Our sending side of stdin and resize: dropping one sends FIN, which
+    /// kubelet only does when the session ends, so neither do we.
+    unused_halves: Vec<spdy::StreamWriter>,
+    io: StreamIo,
+}
+
+/// Hands the collected streams to the backend as [`StreamIo`].
 fn wire_spdy(
     protocol: &str,
     opts: Options,
@@ -400,8 +414,9 @@ fn wire_spdy(
     stdout: Option<spdy::Stream>,
     stderr: Option<spdy::Stream>,
     resize: Option<spdy::Stream>,
-) -> (Vec<SharedWriter>, StreamIo) {
+) -> Wired {
     let mut closers = Vec::new();
+    let mut unused_halves = Vec::new();
     let mut output = |stream: Option<spdy::Stream>| -> Option<BoxWrite> {
         let (reader, writer) = stream?.split();
         drop(reader);
@@ -415,27 +430,30 @@ fn wire_spdy(
     let stdin: Option<BoxRead> = match stdin {
         Some(_) if protocol == V1 => Some(Box::pin(tokio::io::empty())),
         Some(s) => {
-            let (reader, _writer) = s.split();
+            let (reader, writer) = s.split();
+            unused_halves.push(writer);
             Some(Box::pin(reader))
         }
         None => None,
     };
     let resize = match resize {
         Some(s) if opts.tty => {
-            let (reader, _writer) = s.split();
+            let (reader, writer) = s.split();
+            unused_halves.push(writer);
             Some(resize_channel(reader))
         }
         _ => None,
     };
-    (
-        closers,
-        StreamIo {
+    Wired {
+        outputs: closers,
+        unused_halves,
+        io: StreamIo {
             stdin,
             stdout,
             stderr,
             resize,
         },
-    )
+    }
 }
 
 /// A writer the backend owns while the session keeps a handle to shut it

@@ -70,10 +70,14 @@ impl Default for StreamConfig {
 }
 
 /// The streaming server: hands out single-use URLs and serves them on a
-/// loopback port until [`StreamServer::shutdown`].
+/// loopback port until [`StreamServer::shutdown`] or until its last clone
+/// is dropped.
 #[derive(Clone)]
 pub struct StreamServer {
     inner: Arc<Inner>,
+    // The serving tasks hold `inner`, so only the handles can tell when
+    // nobody can hand out URLs any more.
+    _stop_on_drop: Arc<tokio_util::sync::DropGuard>,
 }
 
 struct Inner {
@@ -106,7 +110,11 @@ impl StreamServer {
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(accept_loop(listener, inner.clone()));
-        Ok(StreamServer { inner })
+        let guard = inner.shutdown.clone().drop_guard();
+        Ok(StreamServer {
+            inner,
+            _stop_on_drop: Arc::new(guard),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -152,11 +160,7 @@ impl StreamServer {
     }
 
     fn url_evicting(&self, kind: &str, req: CachedRequest) -> String {
-        let token = self
-            .inner
-            .tokens
-            .insert_evicting(req)
-            .expect("eviction always makes room");
+        let token = self.inner.tokens.insert_evicting(req);
         format!("http://{}/{kind}/{token}", self.inner.addr)
     }
 }
@@ -164,6 +168,8 @@ impl StreamServer {
 async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
     loop {
         let accepted = tokio::select! {
+            // A connection that raced a shutdown is not served.
+            biased;
             _ = inner.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
@@ -726,12 +732,6 @@ mod tests {
         events: mpsc::UnboundedReceiver<String>,
     }
 
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            self.server.shutdown();
-        }
-    }
-
     async fn fixture_with(config: StreamConfig) -> Fixture {
         let (tx, events) = mpsc::unbounded_channel();
         let backend = Arc::new(TestBackend { events: tx });
@@ -782,6 +782,50 @@ mod tests {
             }
         });
         Echo { port, task }
+    }
+
+    #[test]
+    fn websocket_ports_come_from_the_request_or_the_query() {
+        let pf = |port: Vec<i32>| v1::PortForwardRequest {
+            pod_sandbox_id: "pod1".into(),
+            port,
+        };
+        assert_eq!(
+            websocket_ports(&pf(vec![80, 443]), Some("port=1")),
+            Ok(vec![80, 443])
+        );
+        assert_eq!(
+            websocket_ports(&pf(vec![]), Some("port=80%2C81&x=1&port=90")),
+            Ok(vec![80, 81, 90])
+        );
+        assert!(websocket_ports(&pf(vec![]), None).is_err());
+        assert!(websocket_ports(&pf(vec![]), Some("port=0")).is_err());
+        assert!(websocket_ports(&pf(vec![]), Some("port=")).is_err());
+        assert!(websocket_ports(&pf(vec![70000]), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_server() {
+        let (tx, _events) = mpsc::unbounded_channel();
+        let backend = Arc::new(TestBackend { events: tx });
+        let server = StreamServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), backend)
+            .await
+            .unwrap();
+        let url = server.exec_url(exec(&["exit", "0"], false, false));
+        let addr = server.local_addr();
+        let copy = server.clone();
+        drop(server);
+        let err = client::exec_websocket(&url, None, false, None).await;
+        assert!(err.is_ok(), "a clone keeps it serving: {err:?}");
+        drop(copy);
+        // The accept loop ends on its next wake-up; a connection made before
+        // that is dropped unanswered, one made after is refused.
+        let refused = tokio::net::TcpStream::connect(addr).await;
+        if let Ok(mut tcp) = refused {
+            let mut buf = [0u8; 1];
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.ok();
+            assert_eq!(tcp.read(&mut buf).await.unwrap_or(0), 0);
+        }
     }
 
     #[tokio::test]

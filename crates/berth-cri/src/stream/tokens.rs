@@ -31,8 +31,6 @@ pub(crate) enum CachedRequest {
 pub enum TokenError {
     #[error("streaming request cache is full: {0} requests in flight")]
     TooManyInFlight(usize),
-    #[error("streaming request cache could not draw a random token: {0}")]
-    Random(String),
 }
 
 struct Entry {
@@ -77,14 +75,14 @@ impl TokenCache {
 
     /// Like [`TokenCache::insert`], but makes room by dropping the oldest
     /// waiting request instead of failing.
-    pub(crate) fn insert_evicting(&self, request: CachedRequest) -> Result<String, TokenError> {
+    pub(crate) fn insert_evicting(&self, request: CachedRequest) -> String {
         let mut entries = self.lock();
         let now = Instant::now();
         entries.expire(now);
         while entries.by_token.len() >= self.max_in_flight.max(1) {
             entries.evict_oldest();
         }
-        Ok(entries.add(request, now + self.ttl))
+        entries.add(request, now + self.ttl)
     }
 
     /// Takes the request out: a token works once, and not after it expired.
@@ -204,7 +202,7 @@ mod tests {
             cache.insert(exec("3")),
             Err(TokenError::TooManyInFlight(2))
         ));
-        let third = cache.insert_evicting(exec("3")).unwrap();
+        let third = cache.insert_evicting(exec("3"));
         assert_eq!(cache.consume(&first), None, "the oldest was evicted");
         assert_eq!(cache.consume(&third), Some(exec("3")));
         // A consumed token frees its slot.

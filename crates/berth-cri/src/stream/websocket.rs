@@ -458,3 +458,51 @@ async fn write_empty(w: &mut ChannelWriter) -> io::Result<()> {
     std::future::poll_fn(|cx| Pin::new(&mut *w).poll_write(cx, &[])).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(requested: &[&str]) -> Vec<String> {
+        requested.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn negotiation_follows_the_clients_order() {
+        let p = negotiate(
+            &names(&["v5.channel.k8s.io", "v4.channel.k8s.io"]),
+            &REMOTECOMMAND_PROTOCOLS,
+        )
+        .unwrap();
+        assert_eq!(p.name, "v5.channel.k8s.io");
+        assert!(p.close_signal);
+        let p = negotiate(
+            &names(&["v9.channel.k8s.io", "base64.channel.k8s.io"]),
+            &REMOTECOMMAND_PROTOCOLS,
+        )
+        .unwrap();
+        assert_eq!((p.name, p.codec), ("base64.channel.k8s.io", Codec::Base64));
+        let p = negotiate(&[], &PORTFORWARD_PROTOCOLS).unwrap();
+        assert_eq!((p.name, p.codec), ("", Codec::Binary));
+        let err = negotiate(&names(&["v5.channel.k8s.io"]), &PORTFORWARD_PROTOCOLS).unwrap_err();
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn frames_round_trip_in_both_codecs() {
+        for codec in [Codec::Binary, Codec::Base64] {
+            let data = match encode_frame(codec, 2, b"hi\x00there") {
+                Message::Binary(b) => b,
+                Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+                other => panic!("{other:?}"),
+            };
+            let (num, payload) = decode_frame(codec, data).unwrap();
+            assert_eq!((num, &payload[..]), (2, &b"hi\x00there"[..]));
+        }
+        let Message::Text(t) = encode_frame(Codec::Base64, 1, b"") else {
+            panic!()
+        };
+        assert_eq!(t.as_str(), "1");
+        assert!(decode_frame(Codec::Base64, Bytes::from_static(b"0!!!")).is_none());
+    }
+}

@@ -65,16 +65,23 @@ pub struct RuntimeOptions {
 }
 
 impl RuntimeOptions {
-    /// The defaults for a root and state dir: the embedded handler
-    /// (`exe oci`) as `berth`, Debian's runc as `runc` when installed.
+    /// The defaults for a root and state dir: the embedded handler as
+    /// `berth` (the small `berth-oci` next to `exe` when installed, else
+    /// `exe oci`), runc and crun when installed.
     pub fn new(root: PathBuf, state: PathBuf, exe: PathBuf) -> RuntimeOptions {
         let mut handlers = BTreeMap::new();
+        let small_oci = exe.with_file_name("berth-oci");
+        let (oci_path, oci_args) = if small_oci.is_file() {
+            (small_oci, vec![])
+        } else {
+            (exe.clone(), vec!["oci".to_string()])
+        };
         handlers.insert(
             "berth".to_string(),
             OciHandler {
                 name: "berth".into(),
-                path: exe.clone(),
-                args: vec!["oci".into()],
+                path: oci_path,
+                args: oci_args,
                 root: state.join("oci/berth"),
             },
         );

@@ -115,10 +115,9 @@ impl Ctx {
 }
 
 /// Entry point for `berth oci ...`; argv[1] is "oci".
-pub fn main() -> ExitCode {
-    // argv[0] is the berth binary; treat "oci" as the program name so clap's
-    // usage lines read `berth oci ...`.
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+/// Runs the command line `args`, whose first item is the program name
+/// (`oci` under `berth oci`, so clap's usage lines read `berth oci ...`).
+pub fn main_from(args: Vec<OsString>) -> ExitCode {
     let cli = match OciCli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {

@@ -323,6 +323,15 @@ async fn read_task<R: AsyncRead + Unpin>(mut io: R, shared: Arc<Shared>, incomin
         Err(err) => {
             tracing::warn!(error = %err, "spdy protocol error, closing the connection");
             shared.go_away(goaway::PROTOCOL_ERROR);
+            // Keep reading (and discarding) so a peer blocked writing to us
+            // cannot keep our GOAWAY from being written.
+            let mut sink = vec![0u8; READ_CHUNK];
+            tokio::select! {
+                _ = async { while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {} } => {
+                    shared.teardown();
+                }
+                _ = shared.stop.cancelled() => {}
+            }
         }
     }
 }

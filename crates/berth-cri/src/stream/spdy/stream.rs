@@ -190,8 +190,9 @@ impl StreamState {
                 let n = chunk.len().min(out.remaining());
                 out.put_slice(&chunk[..n]);
                 chunk.advance(n);
+                let emptied = chunk.is_empty();
                 f.buffered -= n;
-                if chunk.is_empty() {
+                if emptied {
                     f.buf.pop_front();
                     f.buffered -= CHUNK_COST;
                 }
