@@ -4,6 +4,7 @@
 //! `image/pull_image.rs`…); every error reaches gRPC through
 //! [`error::CriError`]'s one mapping to `tonic::Status`.
 
+mod authority;
 mod convert;
 mod deadline;
 pub mod error;
@@ -53,7 +54,10 @@ pub async fn serve(
         .add_service(runtime)
         .add_service(image)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            futures_util::TryStreamExt::map_ok(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                authority::FixAuthority::new,
+            ),
             shutdown,
         )
         .await

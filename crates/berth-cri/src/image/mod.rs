@@ -16,6 +16,15 @@ use crate::v1;
 impl CriService {
     /// The CRI view of the image `img` and every other name of the same
     /// manifest.
+    /// What the image takes in the registry's terms, as containerd reports
+    /// it: manifest, config and (compressed) layers for this platform.
+    fn content_size(&self, img: &ImageRecord) -> u64 {
+        match self.images.manifest_for_host(&img.digest, &img.media_type) {
+            Ok(m) => img.size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>(),
+            Err(_) => img.size,
+        }
+    }
+
     pub(crate) fn cri_image(&self, img: &ImageRecord, all: &[ImageRecord]) -> v1::Image {
         let mut repo_tags = Vec::new();
         let mut repo_digests = Vec::new();
@@ -48,7 +57,7 @@ impl CriService {
             id,
             repo_tags,
             repo_digests,
-            size: img.size,
+            size: self.content_size(img),
             uid,
             username,
             spec: Some(v1::ImageSpec {
