@@ -71,10 +71,6 @@ impl<S> FixAuthority<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Moves every whole frame from `input` to `output`, rewriting header
     /// blocks on the way.
     fn process(&mut self) -> io::Result<()> {
