@@ -394,6 +394,43 @@ fn secure_defaults_capabilities_seccomp_and_no_new_privs(handler: &str) {
         ],
     );
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    // A process exec'd into the container is under the same filter, with the
+    // same capabilities.
+    b.ok(
+        "default",
+        &[
+            "run",
+            "-d",
+            "-q",
+            "--name",
+            "filtered",
+            &busybox(),
+            "--",
+            "sleep",
+            "1000",
+        ],
+    );
+    let out = b.ok(
+        "default",
+        &[
+            "exec",
+            "filtered",
+            "--",
+            "grep",
+            "-E",
+            "^(CapEff|Seccomp):",
+            "/proc/self/status",
+        ],
+    );
+    assert!(out.contains("Seccomp:\t2"), "exec'd process: {out}");
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "exec'd process: {out}");
+    // The filter blocks what it must in the exec'd process too.
+    let out = b.cmd("default", &["exec", "filtered", "--", "unshare", "-U", "true"]);
+    assert!(
+        !out.status.success(),
+        "unshare -U in an exec'd process was allowed"
+    );
+    b.ok("default", &["rm", "-f", "filtered"]);
     assert_clean(&b);
 }
 

@@ -4,12 +4,20 @@
 //! capabilities, rlimits, env) with the flags laid over it; the result is
 //! handed to libcontainer as a process file, which is also how `--tty`
 //! reaches it (libcontainer's flag-built process has no terminal field).
+//!
+//! libcontainer 0.7 builds an exec'd process' `linux` section without the
+//! container's seccomp profile; runc applies the container's filter to
+//! exec'd processes too, and so does berth: [`SeccompExecutor`] loads it as
+//! the last step before `execve`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use oci_spec::runtime::{LinuxSeccomp, Spec};
 use serde_json::{Map, Value};
 
 use super::{Ctx, foreground, load_container};
@@ -74,7 +82,14 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
                 .with_context(|| format!("exec in container {id}"))?
         }
     };
+    let config = container.bundle().join("config.json");
+    let seccomp = Spec::load(&config)
+        .with_context(|| format!("exec in container {id}: read {}", config.display()))?
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().clone());
     let pid = ContainerBuilder::new(id.clone(), SyscallType::default())
+        .with_executor(SeccompExecutor { seccomp })
         .with_root_path(&ctx.root)
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .and_then(|b| {
@@ -99,6 +114,36 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     foreground::Waiter::block_signals()?
         .wait(pid)
         .with_context(|| format!("wait for exec in container {id}"))
+}
+
+/// Loads the container's seccomp filter, then runs the workload as
+/// libcontainer's default executor does. By now the process has its final
+/// capabilities: without CAP_SYS_ADMIN the kernel takes a filter only under
+/// no_new_privs, which is then set (stricter than runc, which loads the
+/// filter before dropping capabilities; libcontainer gives no earlier hook).
+#[derive(Clone)]
+struct SeccompExecutor {
+    seccomp: Option<LinuxSeccomp>,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(seccomp) = &self.seccomp {
+            let admin = rustix::thread::capabilities(None)
+                .is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN));
+            if !admin {
+                rustix::thread::set_no_new_privs(true)
+                    .map_err(|e| ExecutorError::Other(format!("set no_new_privs for seccomp: {e}")))?;
+            }
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| ExecutorError::Other(format!("load the container's seccomp profile: {e}")))?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
 }
 
 /// The container's process with the exec flags laid over it.
