@@ -63,14 +63,18 @@ impl Images {
     }
 
     /// Finds an image by name (`busybox`, `host/repo:tag`, normalized like a
-    /// pull), by full digest, or by an unambiguous id prefix of at least 4
-    /// hex characters (as `docker` accepts).
+    /// pull), by `repo@digest` of an image of that repository pulled by tag
+    /// (the digest names CRI reports), by full digest, or by an unambiguous
+    /// id prefix of at least 4 hex characters (as `docker` accepts).
     pub fn lookup(&self, ns: &Namespace, name_or_id: &str) -> Result<ImageRecord, ImageError> {
         if let Ok(r) = berth_registry::Reference::parse(name_or_id) {
             match self.store.get_image(ns, &r.to_string()) {
                 Ok(img) => return Ok(img),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(img) = self.by_repo_digest(ns, &r)? {
+                return Ok(img);
             }
         }
         if let Ok(img) = self.store.get_image(ns, name_or_id) {
@@ -93,6 +97,33 @@ impl Images {
             }
         }
         Err(ImageError::NotFound(format!("{name_or_id} (namespace {ns})")))
+    }
+
+    /// An image stored under another name of `r`'s repository whose manifest
+    /// (or index) digest is `r`'s digest: pulled by tag, addressed by digest.
+    /// Tagged names come first, so the answer is the record a pull by tag
+    /// made, whatever order the store lists them in.
+    fn by_repo_digest(
+        &self,
+        ns: &Namespace,
+        r: &berth_registry::Reference,
+    ) -> Result<Option<ImageRecord>, ImageError> {
+        let Some(digest) = &r.digest else {
+            return Ok(None);
+        };
+        let repo = r.name();
+        let mut hits: Vec<(bool, ImageRecord)> = self
+            .store
+            .list_images(ns)?
+            .into_iter()
+            .filter(|i| &i.digest == digest)
+            .filter_map(|i| {
+                let other = berth_registry::Reference::parse(&i.name).ok()?;
+                (other.name() == repo).then(|| (other.tag.is_none(), i))
+            })
+            .collect();
+        hits.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        Ok(hits.into_iter().next().map(|(_, i)| i))
     }
 
     /// The config digest of the image's manifest for this host (its "image id").
@@ -206,5 +237,60 @@ impl Images {
         let cfg = serde_json::from_slice(&bytes)
             .map_err(|e| ImageError::malformed("image config", &m.config.digest, e))?;
         Ok((m.config.digest, cfg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, digest: &Digest) -> ImageRecord {
+        ImageRecord {
+            name: name.into(),
+            media_type: media::OCI_MANIFEST.into(),
+            digest: digest.clone(),
+            size: 1,
+            created: 0,
+            updated: 0,
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn finds_image_pulled_by_tag_by_repo_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = berth_registry::Client::new(berth_registry::ClientConfig {
+            certs_dir: dir.path().join("certs.d"),
+            docker_config: None,
+            creds: None,
+            user_agent: "berth-test".into(),
+        })
+        .unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
+        let images = Images::new(store.clone(), client);
+        let ns: Namespace = Namespace::K8S.parse().unwrap();
+        let busybox = Digest::from_sha256(&[1; 32]);
+        let other = Digest::from_sha256(&[2; 32]);
+        store
+            .put_image(&ns, &record("docker.io/library/busybox:1.28", &busybox))
+            .unwrap();
+        store
+            .put_image(&ns, &record("docker.io/library/alpine:3", &other))
+            .unwrap();
+
+        // The familiar and the normalized form of the digest name CRI reports.
+        for name in [
+            format!("busybox@{busybox}"),
+            format!("docker.io/library/busybox@{busybox}"),
+        ] {
+            let img = images.lookup(&ns, &name).unwrap();
+            assert_eq!(img.name, "docker.io/library/busybox:1.28", "{name}");
+        }
+        // Same digest, other repository: not a name of this image.
+        let err = images.lookup(&ns, &format!("alpine@{busybox}")).unwrap_err();
+        assert!(matches!(err, ImageError::NotFound(_)), "{err}");
+        // Same repository, other digest.
+        let err = images.lookup(&ns, &format!("busybox@{other}")).unwrap_err();
+        assert!(matches!(err, ImageError::NotFound(_)), "{err}");
     }
 }

@@ -143,6 +143,11 @@ fn mount(m: &v1::Mount) -> Result<Mount, CriError> {
 
 fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, CriError> {
     convert::check_selinux("CreateContainer", sc.selinux_options.as_ref());
+    super::run_pod_sandbox::check_user_group(
+        "CreateContainer",
+        sc.run_as_user.is_some() || !sc.run_as_username.is_empty(),
+        sc.run_as_group.is_some(),
+    )?;
     let caps = sc.capabilities.unwrap_or_default();
     #[allow(deprecated)]
     let seccomp = convert::seccomp(sc.seccomp.as_ref(), &sc.seccomp_profile_path)?;
@@ -228,5 +233,36 @@ mod tests {
             m.security.seccomp,
             Some(berth_runtime::model::Seccomp::Unconfined)
         );
+    }
+
+    #[test]
+    fn refuses_group_without_user() {
+        let group = || Some(v1::Int64Value { value: 1000 });
+        let err = security(v1::LinuxContainerSecurityContext {
+            run_as_group: group(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, CriError::InvalidArgument(_)), "{err}");
+        assert!(
+            err.to_string().contains("user group is specified without user"),
+            "{err}"
+        );
+
+        let by_uid = security(v1::LinuxContainerSecurityContext {
+            run_as_user: Some(v1::Int64Value { value: 0 }),
+            run_as_group: group(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((by_uid.run_as_user, by_uid.run_as_group), (Some(0), Some(1000)));
+        let by_name = security(v1::LinuxContainerSecurityContext {
+            run_as_username: "nobody".into(),
+            run_as_group: group(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(by_name.run_as_username.as_deref(), Some("nobody"));
+        assert_eq!(by_name.run_as_group, Some(1000));
     }
 }

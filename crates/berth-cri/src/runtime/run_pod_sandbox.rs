@@ -71,6 +71,11 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
     annotations.insert(names::POD_NAME_ANNOTATION.into(), meta.name.clone());
     #[allow(deprecated)]
     let seccomp = convert::seccomp(sc.seccomp.as_ref(), &sc.seccomp_profile_path)?;
+    check_user_group(
+        "RunPodSandbox",
+        sc.run_as_user.is_some(),
+        sc.run_as_group.is_some(),
+    )?;
     Ok(PodConfig {
         name: names::pod_name(&meta.name, &meta.namespace, &meta.uid, meta.attempt),
         k8s_name: Some(meta.name.clone()),
@@ -93,6 +98,7 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
         port_mappings: c
             .port_mappings
             .iter()
+            .filter(|p| p.host_port > 0)
             .map(port_mapping)
             .collect::<Result<_, _>>()?,
         network: None,
@@ -110,6 +116,20 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
     })
 }
 
+/// A group alone is refused as containerd refuses it: the image's user
+/// would run with a group chosen for someone else.
+pub(crate) fn check_user_group(call: &str, has_user: bool, has_group: bool) -> Result<(), CriError> {
+    if has_group && !has_user {
+        return Err(CriError::InvalidArgument(format!(
+            "{call}: security context: user group is specified without user (run_as_group needs run_as_user or run_as_username)"
+        )));
+    }
+    Ok(())
+}
+
+/// Only mappings with a host port reach CNI: a container port alone is
+/// reachable on the pod IP anyway, and portmap refuses host port 0
+/// (containerd skips `HostPort <= 0` the same way).
 fn port_mapping(p: &v1::PortMapping) -> Result<PortMapping, CriError> {
     let port = |v: i32, what: &str| {
         u16::try_from(v)
@@ -170,6 +190,55 @@ mod tests {
         assert_eq!(p.port_mappings[0].protocol, "udp");
         assert_eq!(p.run_as_user, Some(1000));
         assert_eq!(p.runtime_handler, "runc");
+    }
+
+    #[test]
+    fn skips_port_mappings_without_host_port() {
+        let mapping = |container_port, host_port| v1::PortMapping {
+            protocol: v1::Protocol::Tcp as i32,
+            container_port,
+            host_port,
+            host_ip: String::new(),
+        };
+        let c = v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: "p".into(),
+                ..Default::default()
+            }),
+            port_mappings: vec![mapping(80, 0), mapping(81, 8081), mapping(82, -1)],
+            ..Default::default()
+        };
+        let p = pod_config(c, String::new()).unwrap();
+        assert_eq!(p.port_mappings.len(), 1, "{:?}", p.port_mappings);
+        assert_eq!(p.port_mappings[0].container_port, 81);
+        assert_eq!(p.port_mappings[0].host_port, 8081);
+    }
+
+    #[test]
+    fn refuses_group_without_user() {
+        let config = |user: Option<i64>| v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: "p".into(),
+                ..Default::default()
+            }),
+            linux: Some(v1::LinuxPodSandboxConfig {
+                security_context: Some(v1::LinuxSandboxSecurityContext {
+                    run_as_user: user.map(|value| v1::Int64Value { value }),
+                    run_as_group: Some(v1::Int64Value { value: 1000 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let err = pod_config(config(None), String::new()).unwrap_err();
+        assert!(matches!(err, CriError::InvalidArgument(_)), "{err}");
+        assert!(
+            err.to_string().contains("user group is specified without user"),
+            "{err}"
+        );
+        let p = pod_config(config(Some(0)), String::new()).unwrap();
+        assert_eq!((p.run_as_user, p.run_as_group), (Some(0), Some(1000)));
     }
 
     #[test]

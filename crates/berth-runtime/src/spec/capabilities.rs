@@ -1,6 +1,6 @@
 //! Capability sets: containerd's default set, the request's add/drop
 //! (names with or without `CAP_`, any case, `ALL`), and everything the kernel
-//! knows for privileged containers.
+//! knows and berth itself holds for privileged containers.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -82,14 +82,25 @@ pub fn capability_number(name: &str) -> Option<u32> {
         .map(|(num, _, _)| *num)
 }
 
-/// The set of capabilities (numbers) the container's process gets.
-pub fn resolve(sec: &SecurityContext, cap_last_cap: u32) -> Result<BTreeSet<u32>, SpecError> {
-    let known = |n: &u32| *n <= cap_last_cap;
+/// The set of capabilities (numbers) the container's process gets, for a
+/// runtime whose bounding set is `bounding` (bit n = capability n; see
+/// `HostInfo::cap_bounding`): "all" (privileged, `add: ALL`) means every capability the kernel knows that is
+/// also in `bounding`. A capability outside the runtime's bounding set can
+/// never be raised, so asking for it would only make capset fail with EPERM
+/// (containerd takes "all" from its own process' capabilities for the same
+/// reason). Capabilities added by name are left as asked: that error is the
+/// caller's to see.
+pub fn resolve(
+    sec: &SecurityContext,
+    cap_last_cap: u32,
+    bounding: u64,
+) -> Result<BTreeSet<u32>, SpecError> {
+    let usable = |n: &u32| *n <= cap_last_cap && *n < 64 && bounding & (1u64 << n) != 0;
     let all = || {
         ALL_CAPABILITIES
             .iter()
             .map(|c| c.0)
-            .filter(known)
+            .filter(usable)
             .collect::<BTreeSet<u32>>()
     };
     if sec.privileged {
@@ -113,6 +124,14 @@ pub fn resolve(sec: &SecurityContext, cap_last_cap: u32) -> Result<BTreeSet<u32>
         caps.remove(&parse(name)?);
     }
     Ok(caps)
+}
+
+/// The CapBnd mask of a /proc/<pid>/status text.
+pub(crate) fn parse_cap_bnd(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
 }
 
 fn parse(name: &str) -> Result<u32, SpecError> {
@@ -141,4 +160,62 @@ pub fn to_oci(caps: &BTreeSet<u32>) -> LinuxCapabilities {
 /// The bit mask of a set, as /proc/<pid>/status prints CapEff.
 pub fn mask(caps: &BTreeSet<u32>) -> u64 {
     caps.iter().fold(0, |m, n| m | (1u64 << n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This machine's bounding set: everything up to 40 but SYS_RESOURCE.
+    const NO_SYS_RESOURCE: u64 = 0x0000_01ff_feff_ffff;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn privileged_gets_only_what_the_bounding_set_holds() {
+        let sec = SecurityContext {
+            privileged: true,
+            ..Default::default()
+        };
+        let caps = resolve(&sec, 40, NO_SYS_RESOURCE).unwrap();
+        assert_eq!(caps.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(!caps.contains(&24), "SYS_RESOURCE is outside the bounding set");
+        assert!(caps.contains(&21) && caps.contains(&40));
+        assert_eq!(mask(&caps), NO_SYS_RESOURCE);
+    }
+
+    #[test]
+    fn add_all_is_bounded_but_named_capabilities_are_not() {
+        let mut sec = SecurityContext {
+            add_capabilities: strings(&["ALL"]),
+            drop_capabilities: strings(&["MKNOD"]),
+            ..Default::default()
+        };
+        let caps = resolve(&sec, 40, NO_SYS_RESOURCE).unwrap();
+        assert!(!caps.contains(&24));
+        assert!(!caps.contains(&27));
+        assert_eq!(caps.len(), ALL_CAPABILITIES.len() - 2);
+
+        // Bounded by both: the kernel's last capability and the mask.
+        let caps = resolve(&sec, 37, NO_SYS_RESOURCE).unwrap();
+        assert_eq!(caps.iter().max(), Some(&37));
+
+        sec.add_capabilities = strings(&["SYS_RESOURCE"]);
+        sec.drop_capabilities.clear();
+        let caps = resolve(&sec, 40, NO_SYS_RESOURCE).unwrap();
+        assert!(
+            caps.contains(&24),
+            "asked by name: left for the runtime to refuse"
+        );
+    }
+
+    #[test]
+    fn reads_cap_bnd_from_status() {
+        let status =
+            "Name:\tberth\nCapEff:\t000001ffffffffff\nCapBnd:\t000001fffeffffff\nCapAmb:\t0000000000000000\n";
+        assert_eq!(parse_cap_bnd(status), Some(NO_SYS_RESOURCE));
+        assert_eq!(parse_cap_bnd("Name:\tx\n"), None);
+    }
 }

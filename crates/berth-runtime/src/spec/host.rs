@@ -19,6 +19,9 @@ pub struct HostInfo {
     pub apparmor: bool,
     /// Highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap).
     pub cap_last_cap: u32,
+    /// berth's own capability bounding set (CapBnd, bit n = capability n):
+    /// a capability outside it can never be raised in a container.
+    pub cap_bounding: u64,
     /// berth's own oom_score_adj: without CAP_SYS_RESOURCE nothing lower can be set.
     pub oom_score_adj: i32,
     /// berth's own hard rlimits (None = unlimited), indexed by [`rlimit_index`].
@@ -49,6 +52,11 @@ impl HostInfo {
             .unwrap_or(0);
         let apparmor =
             std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y");
+        // Unreadable counts as unbounded: cap_last_cap alone decides then.
+        let cap_bounding = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| super::capabilities::parse_cap_bnd(&s))
+            .unwrap_or(u64::MAX);
         let mut rlimit_hard = [None; RLIMIT_COUNT];
         for (i, res) in RESOURCES.iter().enumerate() {
             rlimit_hard[i] = getrlimit(*res).maximum;
@@ -57,6 +65,7 @@ impl HostInfo {
             cgroup_v2,
             apparmor,
             cap_last_cap,
+            cap_bounding,
             oom_score_adj,
             rlimit_hard,
         }
@@ -68,6 +77,7 @@ impl HostInfo {
             cgroup_v2,
             apparmor: false,
             cap_last_cap: 40,
+            cap_bounding: u64::MAX,
             oom_score_adj: -1000,
             rlimit_hard: [None; RLIMIT_COUNT],
         }

@@ -179,7 +179,7 @@ pub fn generate_with(input: &SpecInput, host: &HostInfo) -> Result<Generated, Sp
 
     let ns = namespaces::plan(input, host)?;
     let user = user::resolve(input)?;
-    let caps = capabilities::resolve(sec, host.cap_last_cap)?;
+    let caps = capabilities::resolve(sec, host.cap_last_cap, host.cap_bounding)?;
     let rlimits = resources::rlimits(&ctr.rlimits, host, &mut warnings)?;
     let oom = resources::oom_score_adj(ctr.resources.oom_score_adj, host, &mut warnings);
     let hostname = ns.hostname.clone();

@@ -1,9 +1,15 @@
-//! Bundle preparation: berth always gives libcontainer an explicit cgroups
-//! path. libcontainer's own default (`:youki:<id>`) is a systemd-style name
-//! that the cgroupfs driver would turn into a stray top-level cgroup.
+//! Bundle preparation: what berth changes in a runc-compatible config before
+//! libcontainer reads it.
+//!
+//! - berth always gives libcontainer an explicit cgroups path. libcontainer's
+//!   own default (`:youki:<id>`) is a systemd-style name that the cgroupfs
+//!   driver would turn into a stray top-level cgroup.
+//! - `linux.rootfsPropagation` `rshared`/`rslave`/`rprivate`/`runbindable`
+//!   (valid for runc, and what berth's spec generation writes) become the
+//!   plain names: libcontainer 0.7 knows only those and always adds MS_REC.
 //!
 //! libcontainer reads `config.json` from the bundle itself and offers no way
-//! to hand it a spec, so a config without `linux.cgroupsPath` is rewritten
+//! to hand it a spec, so a config that needs either change is rewritten
 //! into a shadow bundle under the state root (`<root>/@bundles/<id>`, a
 //! name no container id can take). The shadow stays until `delete`, because
 //! `exec` re-reads the bundle's config; `state` reports the caller's bundle.
@@ -19,7 +25,7 @@ const SHADOW_DIR: &str = "@bundles";
 /// Symlink inside a shadow bundle pointing back to the caller's bundle.
 const ORIGIN_LINK: &str = "origin";
 
-/// Only the field we look for; serde skips the rest of config.json.
+/// Only the fields we look at; serde skips the rest of config.json.
 #[derive(Deserialize)]
 struct Probe {
     linux: Option<ProbeLinux>,
@@ -29,6 +35,29 @@ struct Probe {
 struct ProbeLinux {
     #[serde(rename = "cgroupsPath")]
     cgroups_path: Option<String>,
+    #[serde(rename = "rootfsPropagation")]
+    rootfs_propagation: Option<String>,
+}
+
+/// What a shadow bundle changes in the caller's config.
+struct Fixes {
+    /// Set as `linux.cgroupsPath` (the config names none).
+    cgroups_path: Option<String>,
+    /// Replaces `linux.rootfsPropagation`.
+    rootfs_propagation: Option<&'static str>,
+}
+
+/// The name libcontainer accepts for a recursive propagation runc accepts;
+/// `None` when `value` needs no change (or is unknown: libcontainer then
+/// reports it, naming the value).
+fn plain_propagation(value: &str) -> Option<&'static str> {
+    match value {
+        "rshared" => Some("shared"),
+        "rslave" => Some("slave"),
+        "rprivate" => Some("private"),
+        "runbindable" => Some("unbindable"),
+        _ => None,
+    }
 }
 
 /// The cgroups path berth uses when the spec names none.
@@ -58,21 +87,29 @@ pub fn prepare(root: &Path, id: &str, bundle: &Path, systemd: bool) -> Result<Pr
         .with_context(|| format!("read {} for container {id}", config_path.display()))?;
     let probe: Probe = serde_json::from_slice(&raw)
         .with_context(|| format!("parse {} for container {id}", config_path.display()))?;
-    let has_path = probe
-        .linux
-        .and_then(|l| l.cgroups_path)
+    let linux = probe.linux;
+    let has_path = linux
+        .as_ref()
+        .and_then(|l| l.cgroups_path.as_deref())
         .is_some_and(|p| !p.is_empty());
-    if has_path {
+    let fixes = Fixes {
+        cgroups_path: (!has_path).then(|| default_cgroups_path(id, systemd)),
+        rootfs_propagation: linux
+            .as_ref()
+            .and_then(|l| l.rootfs_propagation.as_deref())
+            .and_then(plain_propagation),
+    };
+    if fixes.cgroups_path.is_none() && fixes.rootfs_propagation.is_none() {
         return Ok(Prepared {
             dir: bundle,
             shadowed: false,
         });
     }
-    let dir = write_shadow(root, id, &bundle, &raw, systemd)?;
+    let dir = write_shadow(root, id, &bundle, &raw, &fixes)?;
     Ok(Prepared { dir, shadowed: true })
 }
 
-fn write_shadow(root: &Path, id: &str, bundle: &Path, raw: &[u8], systemd: bool) -> Result<PathBuf> {
+fn write_shadow(root: &Path, id: &str, bundle: &Path, raw: &[u8], fixes: &Fixes) -> Result<PathBuf> {
     let mut spec: serde_json::Value = serde_json::from_slice(raw)
         .with_context(|| format!("parse config.json of bundle {}", bundle.display()))?;
     let obj = spec
@@ -88,7 +125,12 @@ fn write_shadow(root: &Path, id: &str, bundle: &Path, raw: &[u8], systemd: bool)
                 bundle.display()
             )
         })?;
-    linux.insert("cgroupsPath".into(), default_cgroups_path(id, systemd).into());
+    if let Some(path) = &fixes.cgroups_path {
+        linux.insert("cgroupsPath".into(), path.as_str().into());
+    }
+    if let Some(propagation) = fixes.rootfs_propagation {
+        linux.insert("rootfsPropagation".into(), propagation.into());
+    }
     // A relative root would now resolve against the shadow directory.
     if let Some(root_path) = obj
         .get_mut("root")
@@ -179,5 +221,50 @@ mod tests {
         remove_shadow(root.path(), "c1").unwrap();
         assert!(!dir.exists());
         remove_shadow(root.path(), "c1").unwrap();
+    }
+
+    #[test]
+    fn recursive_rootfs_propagation_gets_shadow_with_plain_name() {
+        let root = tempfile::tempdir().unwrap();
+        let bundle = tempfile::tempdir().unwrap();
+        for (given, want) in [
+            ("rshared", "shared"),
+            ("rslave", "slave"),
+            ("rprivate", "private"),
+            ("runbindable", "unbindable"),
+        ] {
+            std::fs::write(
+                bundle.path().join("config.json"),
+                format!(
+                    r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"linux":{{"cgroupsPath":"/x/c1","rootfsPropagation":"{given}"}}}}"#
+                ),
+            )
+            .unwrap();
+            let prepared = prepare(root.path(), "c1", bundle.path(), false).unwrap();
+            assert!(prepared.shadowed, "{given}");
+            let spec: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(prepared.dir.join("config.json")).unwrap()).unwrap();
+            assert_eq!(spec["linux"]["rootfsPropagation"], want);
+            // The caller's cgroups path is kept, not replaced by berth's.
+            assert_eq!(spec["linux"]["cgroupsPath"], "/x/c1");
+            remove_shadow(root.path(), "c1").unwrap();
+        }
+        // The caller's own config is never rewritten.
+        let own: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(own["linux"]["rootfsPropagation"], "runbindable");
+    }
+
+    #[test]
+    fn plain_rootfs_propagation_is_used_in_place() {
+        let root = tempfile::tempdir().unwrap();
+        let bundle = tempfile::tempdir().unwrap();
+        std::fs::write(
+            bundle.path().join("config.json"),
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"cgroupsPath":"/x/c1","rootfsPropagation":"slave"}}"#,
+        )
+        .unwrap();
+        let prepared = prepare(root.path(), "c1", bundle.path(), false).unwrap();
+        assert!(!prepared.shadowed);
     }
 }
