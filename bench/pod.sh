@@ -10,7 +10,7 @@
 #   PODS  detached pods for the memory figure (default 10)
 # Needs: a release build (cargo build --release -p berth; for the monitor's
 # memory as installed, also: cargo rustc --release -p berth --bin
-# berth-monitor -- -C target-feature=+crt-static), the test registry
+# berth-monitor -- -C target-feature=+crt-static -C relocation-model=static), the test registry
 # with the test images (scripts/test.sh or tests/fixtures/*.sh), hyperfine, root.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -23,7 +23,9 @@ say "building berth (release)"
 cargo build --release -p berth
 # The per-container monitor, linked statically: no shared libraries to map
 # and relocate in every one of them (see BENCHMARKS.md, monitor memory).
-cargo rustc --release -p berth --bin berth-monitor -- -C target-feature=+crt-static
+# Not position-independent either: nothing is relocated at start, so no page
+# of it is written (and made private) just to run.
+cargo rustc --release -p berth --bin berth-monitor -- -C target-feature=+crt-static -C relocation-model=static
 install -D -m 0755 target/release/berth /usr/local/bin/berth
 install -D -m 0755 target/release/berth-monitor /usr/local/bin/berth-monitor
 # The embedded OCI runtime as its own small binary (exec'd for every

@@ -82,17 +82,46 @@ pub fn now_rfc3339nano() -> String {
 }
 
 pub fn format_rfc3339nano(t: OffsetDateTime) -> String {
+    let mut out = Vec::with_capacity(RFC3339NANO_LEN);
+    push_rfc3339nano(&mut out, t);
+    String::from_utf8(out).expect("digits and separators are ASCII")
+}
+
+/// Length of a timestamp of [`format_rfc3339nano`] (years 0 to 9999).
+const RFC3339NANO_LEN: usize = "2016-10-06T00:17:09.669794202Z".len();
+
+/// Appends `t` as [`format_rfc3339nano`] does. Written without the
+/// formatting machinery: the monitor runs this for every record, and a
+/// steady loop of a few small functions keeps its resident code small.
+fn push_rfc3339nano(out: &mut Vec<u8>, t: OffsetDateTime) {
     let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond()
-    )
+    push_digits(out, t.year().max(0) as u32, 4);
+    out.push(b'-');
+    push_digits(out, u8::from(t.month()).into(), 2);
+    out.push(b'-');
+    push_digits(out, t.day().into(), 2);
+    out.push(b'T');
+    push_digits(out, t.hour().into(), 2);
+    out.push(b':');
+    push_digits(out, t.minute().into(), 2);
+    out.push(b':');
+    push_digits(out, t.second().into(), 2);
+    out.push(b'.');
+    push_digits(out, t.nanosecond(), 9);
+    out.push(b'Z');
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` (at most 10)
+/// digits.
+fn push_digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut start = buf.len();
+    while n > 0 || buf.len() - start < width {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&buf[start..]);
 }
 
 /// Parses one record (with or without its trailing newline).
@@ -219,7 +248,7 @@ impl LogWriter {
     fn emit(&mut self, stream: Stream, partial: bool) -> std::io::Result<()> {
         let text = &mut self.pending[stream.index()];
         self.record.clear();
-        self.record.extend_from_slice(now_rfc3339nano().as_bytes());
+        push_rfc3339nano(&mut self.record, OffsetDateTime::now_utc());
         self.record.push(b' ');
         self.record.extend_from_slice(stream.as_str().as_bytes());
         self.record
@@ -470,6 +499,32 @@ mod tests {
         let now = now_rfc3339nano();
         assert_eq!(now.len(), "2016-10-06T00:17:09.669794202Z".len());
         assert!(OffsetDateTime::parse(&now, &Rfc3339).is_ok());
+    }
+
+    #[test]
+    fn timestamps_have_fixed_width() {
+        use time::macros::datetime;
+        let cases = [
+            (
+                datetime!(2016-10-06 00:17:09.000669794 UTC),
+                "2016-10-06T00:17:09.000669794Z",
+            ),
+            (
+                datetime!(1999-12-31 23:59:59.999999999 UTC),
+                "1999-12-31T23:59:59.999999999Z",
+            ),
+            (
+                datetime!(2026-01-02 03:04:05 +02:00),
+                "2026-01-02T01:04:05.000000000Z",
+            ),
+            (
+                datetime!(0042-07-08 09:10:11.1 UTC),
+                "0042-07-08T09:10:11.100000000Z",
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(format_rfc3339nano(t), want);
+        }
     }
 
     /// A writer whose content another thread can watch.

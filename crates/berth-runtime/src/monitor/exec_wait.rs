@@ -66,6 +66,8 @@ fn wait(pid_file: &Path, argv: &[OsString]) -> Result<i32, String> {
         .ok()
         .and_then(Pid::from_raw)
         .ok_or_else(|| format!("{}: {text:?} is not a pid", pid_file.display()))?;
+    // The wait may last as long as the exec'd process does.
+    super::memory::release_startup_pages();
     loop {
         match waitpid(Some(pid), WaitOptions::empty()) {
             Ok(Some((_, s))) if s.exited() => return Ok(s.exit_status().unwrap_or(0)),

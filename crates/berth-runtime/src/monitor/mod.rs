@@ -43,6 +43,7 @@
 mod attach;
 pub mod exec_wait;
 mod exit;
+pub mod memory;
 mod run;
 mod spawn;
 

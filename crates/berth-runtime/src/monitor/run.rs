@@ -77,6 +77,7 @@ pub fn run(dir: &Path) -> i32 {
             container_pid: monitor.container_pid as u32,
         },
     );
+    super::memory::release_startup_pages();
     match monitor.serve() {
         Ok(()) => 0,
         Err(e) => {
@@ -353,7 +354,9 @@ impl Monitor {
     /// The poll loop after a successful create; returns once the exit is
     /// recorded.
     fn serve(&mut self) -> std::io::Result<()> {
-        let mut buf = vec![0u8; READ_CHUNK];
+        // Never zeroed: only the pages that output actually reaches become
+        // resident.
+        let mut buf = Vec::with_capacity(READ_CHUNK);
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut slots: Vec<Slot> = Vec::new();
         loop {
@@ -416,7 +419,7 @@ impl Monitor {
             && (self.out.iter().all(Option::is_none) || self.drain_until.is_some_and(|u| Instant::now() >= u))
     }
 
-    fn handle(&mut self, slot: Slot, revents: i16, buf: &mut [u8]) {
+    fn handle(&mut self, slot: Slot, revents: i16, buf: &mut Vec<u8>) {
         match slot {
             Slot::Signals => {
                 drain_signalfd(&self.signals);
@@ -450,9 +453,10 @@ impl Monitor {
         self.stdin_buf = Vec::new();
     }
 
-    fn read_output(&mut self, i: usize, buf: &mut [u8]) {
+    fn read_output(&mut self, i: usize, buf: &mut Vec<u8>) {
         let Some(fd) = &self.out[i] else { return };
-        match rustix::io::read(fd, &mut *buf) {
+        buf.clear();
+        match rustix::io::read(fd, rustix::buffer::spare_capacity(buf)) {
             Ok(0) => self.out[i] = None,
             Ok(n) => {
                 let stream = if i == 0 { Stream::Stdout } else { Stream::Stderr };

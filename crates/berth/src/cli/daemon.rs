@@ -55,6 +55,7 @@ async fn serve(
         .with_context(|| format!("serve streams on {streams}"))?;
     tracing::info!(socket = %socket.display(), %streams, activated = !owned, "serving CRI");
     notify_ready();
+    tokio::spawn(trim_memory());
     let shutdown = async {
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
         else {
@@ -73,6 +74,19 @@ async fn serve(
         let _ = std::fs::remove_file(socket);
     }
     result.with_context(|| format!("serve CRI on {}", socket.display()))
+}
+
+/// Gives back, now and every minute, the pages that only start-up or a past
+/// burst of calls used: the executable's code pages (the kernel maps 64 KiB
+/// around every fault, so scattered code paths leave much of the binary
+/// resident) and the allocator's free heap. Pages still in use come back as
+/// minor faults from the page cache.
+async fn trim_memory() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        berth_runtime::monitor::memory::release_startup_pages();
+    }
 }
 
 /// glibc gives every thread that allocates an arena of its own (up to 8 per
