@@ -26,7 +26,7 @@
 #   default /tmp/berth-cri-compare: JSON per scenario and the text log)
 # Needs: cargo build --release -p berth -p berth-bench, and the static
 # monitor (cargo rustc --release -p berth --bin berth-monitor -- -C
-# target-feature=+crt-static), the test images (tests/fixtures/make-images.sh),
+# target-feature=+crt-static -C relocation-model=static), the test images (tests/fixtures/make-images.sh),
 # root.
 set -euo pipefail
 cd "$(dirname "$0")/.."

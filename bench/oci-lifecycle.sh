@@ -33,10 +33,11 @@ work=$(mktemp -d /tmp/oci-bench.XXXXXX)
 B=$work/bundle
 declare -A RT=(
   [berth]="$BERTH oci --root $work/state-berth"
+  [berth-oci]="$(dirname "$BERTH")/berth-oci --root $work/state-berth-oci"
   [runc]="runc --root $work/state-runc"
   [crun]="crun --root $work/state-crun"
 )
-ORDER=(berth runc crun)
+ORDER=(berth berth-oci runc crun)
 for r in "${ORDER[@]}"; do
   command -v "${RT[$r]%% *}" >/dev/null || { echo "skip $r: not installed" >&2; unset "RT[$r]"; }
 done

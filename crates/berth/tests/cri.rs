@@ -863,7 +863,7 @@ fn cri_exec_attach_and_port_forward_over_spdy_and_websocket() {
             let request = b"GET /index.html HTTP/1.0\r\n\r\n".to_vec();
             let reply = match transport {
                 "spdy" => client::port_forward_spdy(&url, 8080, request).await,
-                _ => client::port_forward_websocket(&url, 8080, request).await,
+                _ => client::port_forward_websocket(&url, 8080, request, None).await,
             }
             .unwrap_or_else(|e| panic!("{transport} port-forward: {e}"));
             let text = String::from_utf8_lossy(&reply);

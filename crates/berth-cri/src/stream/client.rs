@@ -360,9 +360,15 @@ pub async fn port_forward_spdy(url: &str, port: u16, send: Vec<u8>) -> Result<Ve
 }
 
 /// Forwards one connection to `port` over WebSocket (`v4.channel.k8s.io`,
-/// the port in the query): sends `send` and returns once as many bytes came
-/// back (channels cannot be half-closed here) or the server closed.
-pub async fn port_forward_websocket(url: &str, port: u16, send: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+/// the port in the query): sends `send` and returns once `reply_len` bytes
+/// came back (channels cannot be half-closed here) or, with `None`, once the
+/// server closed.
+pub async fn port_forward_websocket(
+    url: &str,
+    port: u16,
+    send: Vec<u8>,
+    reply_len: Option<usize>,
+) -> Result<Vec<u8>, ClientError> {
     let url = format!("{url}?port={port}");
     let ws_err = |source| ClientError::WebSocket {
         url: url.clone(),
@@ -376,7 +382,10 @@ pub async fn port_forward_websocket(url: &str, port: u16, send: Vec<u8>) -> Resu
     let mut seen_port = [false, false];
     let mut received = Vec::new();
     let mut error = Vec::new();
-    while received.len() < send.len() {
+    // WebSocket port-forward has no half-close: a client learns the reply
+    // is complete from its length (an echo) or from the server closing
+    // once the pod side ended (HTTP/1.0).
+    while reply_len.is_none_or(|n| received.len() < n) {
         let Some(msg) = ws.next().await else { break };
         let data = match msg.map_err(ws_err)? {
             Message::Binary(b) => b,

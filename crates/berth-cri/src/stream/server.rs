@@ -1323,7 +1323,7 @@ mod tests {
             pod_sandbox_id: "pod1".into(),
             port: vec![],
         });
-        let back = client::port_forward_websocket(&url, echo.port, b"ping over ws".to_vec())
+        let back = client::port_forward_websocket(&url, echo.port, b"ping over ws".to_vec(), Some(12))
             .await
             .unwrap();
         assert_eq!(back, b"ping over ws");
@@ -1352,7 +1352,7 @@ mod tests {
             )
         );
         let url = f.server.port_forward_url(req);
-        let err = client::port_forward_websocket(&url, echo.port, b"x".to_vec())
+        let err = client::port_forward_websocket(&url, echo.port, b"x".to_vec(), Some(1))
             .await
             .unwrap_err();
         assert!(

@@ -90,11 +90,7 @@ pub fn capability_number(name: &str) -> Option<u32> {
 /// (containerd takes "all" from its own process' capabilities for the same
 /// reason). Capabilities added by name are left as asked: that error is the
 /// caller's to see.
-pub fn resolve(
-    sec: &SecurityContext,
-    cap_last_cap: u32,
-    bounding: u64,
-) -> Result<BTreeSet<u32>, SpecError> {
+pub fn resolve(sec: &SecurityContext, cap_last_cap: u32, bounding: u64) -> Result<BTreeSet<u32>, SpecError> {
     let usable = |n: &u32| *n <= cap_last_cap && *n < 64 && bounding & (1u64 << n) != 0;
     let all = || {
         ALL_CAPABILITIES
