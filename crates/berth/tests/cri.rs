@@ -1055,6 +1055,15 @@ fn cri_runtime_handler_picks_the_oci_runtime() {
                     image: image(&busybox()),
                     command: vec!["sleep".into(), "1000".into()],
                     log_path: "app/0.log".into(),
+                    linux: Some(v1::LinuxContainerConfig {
+                        security_context: Some(v1::LinuxContainerSecurityContext {
+                            run_as_user: Some(v1::Int64Value { value: 1234 }),
+                            run_as_group: Some(v1::Int64Value { value: 4321 }),
+                            supplemental_groups: vec![5],
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 sandbox_config: Some(config),
@@ -1085,6 +1094,22 @@ fn cri_runtime_handler_picks_the_oci_runtime() {
             .unwrap()
             .into_inner();
         assert_eq!(verbose.status.unwrap().runtime_handler, "runc");
+        // The identity the process runs as, as resolved at creation.
+        let user = rs
+            .container_status(v1::ContainerStatusRequest {
+                container_id: ctr.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .user
+            .and_then(|u| u.linux)
+            .expect("ContainerStatus.user");
+        assert_eq!((user.uid, user.gid), (1234, 4321));
+        assert!(user.supplemental_groups.contains(&5), "{user:?}");
         assert!(listed.contains(&ctr), "runc list: {listed:?}");
         remove_pod(&mut rs, &pod).await;
     });

@@ -43,21 +43,15 @@ impl CriService {
         Ok((rec, status))
     }
 
-    /// The identity the container's process runs as: the user and groups
-    /// resolved into its OCI spec when it was created.
+    /// The identity the container's process runs as, as resolved at
+    /// creation (records from before berth kept it have none).
     fn user_of(&self, rec: &ContainerRecord) -> Option<v1::ContainerUser> {
-        let path = self.runtime.ctr_state_dir(&rec.id).join("config.json");
-        let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        let user = spec.get("process")?.get("user")?;
+        let u = rec.user.as_ref()?;
         Some(v1::ContainerUser {
             linux: Some(v1::LinuxContainerUser {
-                uid: user.get("uid")?.as_i64()?,
-                gid: user.get("gid")?.as_i64()?,
-                supplemental_groups: user
-                    .get("additionalGids")
-                    .and_then(|g| g.as_array())
-                    .map(|g| g.iter().filter_map(|v| v.as_i64()).collect())
-                    .unwrap_or_default(),
+                uid: i64::from(u.uid),
+                gid: i64::from(u.gid),
+                supplemental_groups: u.additional_gids.iter().map(|&g| i64::from(g)).collect(),
             }),
         })
     }

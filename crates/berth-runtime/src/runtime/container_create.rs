@@ -80,6 +80,7 @@ impl Runtime {
             pid: None,
             monitor_pid: None,
             error: None,
+            user: None,
             config,
         };
 
@@ -142,6 +143,14 @@ impl Runtime {
         }
 
         let spec = self.container_spec(&pod, &rec, &rootfs_dir)?;
+        let user = spec.process().as_ref().map(|p| {
+            let u = p.user();
+            super::ProcessUser {
+                uid: u.uid(),
+                gid: u.gid(),
+                additional_gids: u.additional_gids().clone().unwrap_or_default(),
+            }
+        });
         let bundle_config = state_dir.join("config.json");
         write_file(
             &bundle_config,
@@ -173,6 +182,7 @@ impl Runtime {
             });
         }
         let mut rec = rec;
+        rec.user = user;
         rec.pid = Some(started.container_pid);
         rec.monitor_pid = Some(started.monitor_pid);
         self.save_container(&rec)?;

@@ -41,7 +41,7 @@ use crate::spec::SpecError;
 
 pub use container_create::ResolvedImage;
 pub use exec::ExecRequest;
-pub use records::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState};
+pub use records::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState, ProcessUser};
 pub use stats::Stats;
 
 #[derive(Clone, Debug)]

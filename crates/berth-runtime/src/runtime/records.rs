@@ -77,6 +77,18 @@ pub struct ContainerRecord {
     /// Set when berth itself saw the start fail or the monitor vanish.
     #[serde(default)]
     pub error: Option<String>,
+    /// The identity the container's process runs as, resolved into its
+    /// spec at creation (from the image's passwd/group files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ProcessUser>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
 }
 
 /// A container's state as it is now.
