@@ -100,8 +100,16 @@ pub enum CgroupVersion {
 /// its own subtree) the mount point already is the namespace's root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cgroups {
-    V1 { mounts: Vec<V1Mount> },
-    V2 { root: PathBuf },
+    V1 {
+        mounts: Vec<V1Mount>,
+        /// Other cgroup mounts (name=systemd, a hybrid layout's cgroup2,
+        /// controllers berth leaves alone), where runtimes may leave
+        /// directories that removal prunes.
+        others: Vec<PathBuf>,
+    },
+    V2 {
+        root: PathBuf,
+    },
 }
 
 /// One sample of a cgroup's usage, the fields kubelet's summary API needs.
@@ -147,7 +155,11 @@ impl Cgroups {
     pub fn from_mountinfo(text: &str) -> Result<Cgroups, CgroupError> {
         let mut v2_mounts = Vec::new();
         let mut v1: Vec<V1Mount> = Vec::new();
+        let mut others = Vec::new();
         for entry in text.lines().filter_map(parse_mountinfo_line) {
+            if matches!(entry.fstype, "cgroup" | "cgroup2") {
+                others.push(entry.mountpoint.clone());
+            }
             match entry.fstype {
                 "cgroup2" => v2_mounts.push(entry.mountpoint),
                 "cgroup" => {
@@ -173,7 +185,8 @@ impl Cgroups {
             return Ok(Cgroups::V2 { root: root.clone() });
         }
         if !v1.is_empty() {
-            return Ok(Cgroups::V1 { mounts: v1 });
+            others.retain(|o| !v1.iter().any(|m| &m.mountpoint == o));
+            return Ok(Cgroups::V1 { mounts: v1, others });
         }
         match v2_mounts.into_iter().next() {
             Some(root) => Ok(Cgroups::V2 { root }),
@@ -208,7 +221,10 @@ impl Cgroups {
                     })
                     .collect();
                 mounts.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
-                Cgroups::V1 { mounts }
+                Cgroups::V1 {
+                    mounts,
+                    others: Vec::new(),
+                }
             }
         }
     }
@@ -228,7 +244,7 @@ impl Cgroups {
     fn hier_dirs(&self, path: &str) -> Result<Vec<Dir>, CgroupError> {
         let rel = relative(path)?;
         Ok(match self {
-            Cgroups::V1 { mounts } => mounts
+            Cgroups::V1 { mounts, .. } => mounts
                 .iter()
                 .map(|m| Dir {
                     hierarchy: m.name(),
@@ -248,7 +264,7 @@ impl Cgroups {
     fn controller_dir(&self, path: &str, controller: &str) -> Result<Option<Dir>, CgroupError> {
         let rel = relative(path)?;
         Ok(match self {
-            Cgroups::V1 { mounts } => mounts.iter().find(|m| m.has(controller)).map(|m| Dir {
+            Cgroups::V1 { mounts, .. } => mounts.iter().find(|m| m.has(controller)).map(|m| Dir {
                 hierarchy: m.name(),
                 mountpoint: m.mountpoint.clone(),
                 dir: m.mountpoint.join(&rel),
@@ -276,7 +292,7 @@ impl Cgroups {
         }
         for d in self.hier_dirs(path)? {
             let is_cpuset = match self {
-                Cgroups::V1 { mounts } => mounts
+                Cgroups::V1 { mounts, .. } => mounts
                     .iter()
                     .any(|m| m.mountpoint == d.mountpoint && m.has("cpuset")),
                 Cgroups::V2 { .. } => false,
@@ -303,6 +319,28 @@ impl Cgroups {
             write(path, &d.hierarchy, &d.dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// Writes `value` to `file` of `controller`'s hierarchy in the cgroup at
+    /// `path`: for callers with a resource model of their own (`berth oci`
+    /// applies OCI resources through it).
+    pub fn write_controller_file(
+        &self,
+        path: &str,
+        controller: &str,
+        file: &str,
+        value: &str,
+    ) -> Result<(), CgroupError> {
+        let d = self
+            .controller_dir(path, controller)?
+            .ok_or_else(|| CgroupError::Io {
+                path: path.to_owned(),
+                hierarchy: controller.to_owned(),
+                op: "write",
+                file: PathBuf::from(file),
+                source: io::Error::new(io::ErrorKind::NotFound, "controller not mounted"),
+            })?;
+        write(path, &d.hierarchy, &d.dir.join(file), value)
     }
 
     /// Writes the limits `res` sets; zero or empty fields are left as they
@@ -356,13 +394,18 @@ impl Cgroups {
         if dirs.is_empty() {
             return Ok(());
         }
-        self.kill_all(path, &dirs)?;
-        wait_drained(path, &dirs)?;
+        // The usual case is a cgroup whose processes are gone already:
+        // freezing it would cost more than the rest (on v1 the first freezer
+        // user flips a static key, which patches kernel text on every CPU).
+        if dirs.iter().any(|d| !tree_procs(&d.dir).is_empty()) {
+            self.kill_all(path, &dirs)?;
+            wait_drained(path, &dirs)?;
+        }
         for d in &dirs {
             remove_tree(path, &d.hierarchy, &d.dir)?;
         }
-        if let Cgroups::V1 { mounts } = self {
-            prune_other_hierarchies(&rel, mounts);
+        if let Cgroups::V1 { others, .. } = self {
+            prune_other_hierarchies(&rel, others);
         }
         Ok(())
     }
@@ -380,7 +423,7 @@ impl Cgroups {
                     kill_tree(path, d)
                 }
             }
-            Cgroups::V1 { mounts } => {
+            Cgroups::V1 { mounts, .. } => {
                 // A frozen cgroup cannot fork between our read of
                 // cgroup.procs and the kill; thawing lets SIGKILL act.
                 let freezer = mounts.iter().find(|m| m.has("freezer")).and_then(|m| {
@@ -528,17 +571,9 @@ fn parse_mountinfo_line(line: &str) -> Option<MountinfoEntry<'_>> {
 /// leaves alone on v1 (name=systemd, a hybrid layout's cgroup2 mount), which
 /// leaves the pod's level behind there once they removed their own. Those
 /// directories hold no process by now: remove what is empty, deepest first.
-fn prune_other_hierarchies(rel: &Path, ours: &[V1Mount]) {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    for entry in text.lines().filter_map(parse_mountinfo_line) {
-        if !matches!(entry.fstype, "cgroup" | "cgroup2")
-            || ours.iter().any(|m| m.mountpoint == entry.mountpoint)
-        {
-            continue;
-        }
-        let top = entry.mountpoint.join(rel);
+fn prune_other_hierarchies(rel: &Path, others: &[PathBuf]) {
+    for mountpoint in others {
+        let top = mountpoint.join(rel);
         if !top.is_dir() {
             continue;
         }
@@ -912,7 +947,7 @@ mod tests {
     #[test]
     fn hybrid_layout_is_v1_without_systemd_or_unused_controllers() {
         let cg = Cgroups::from_mountinfo(HYBRID).unwrap();
-        let Cgroups::V1 { mounts } = cg else {
+        let Cgroups::V1 { mounts, .. } = cg else {
             panic!("expected v1, got {cg:?}")
         };
         let names: Vec<String> = mounts.iter().map(|m| m.name()).collect();

@@ -623,3 +623,159 @@ fn features_is_a_features_document() {
     assert!(ns.iter().any(|n| n == "pid"));
     assert_eq!(doc["linux"]["cgroup"]["v1"], true);
 }
+
+/// A bundle of [`Container::new`] with `edit` applied to its config.
+fn container_with<'a>(
+    rt: &'a Runtime,
+    tag: &str,
+    args: &[&str],
+    edit: impl FnOnce(&mut Value),
+) -> Container<'a> {
+    let c = Container::new(rt, tag, args);
+    let path = c.bundle.dir.path().join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    c
+}
+
+/// What berth's own create path sets up (cgroup limits, device rules, the
+/// rlimits and the device access the container sees) matches runc.
+#[test]
+fn limits_device_rules_and_rlimits_reach_the_container() {
+    for rt in Runtime::all() {
+        {
+            let c = container_with(
+                &rt,
+                "lim",
+                &[
+                    "sh",
+                    "-c",
+                    "echo ok > /dev/null && grep 'open files' /proc/self/limits; sleep 1000",
+                ],
+                |cfg| {
+                    cfg["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+                    cfg["linux"]["resources"]["cpu"] =
+                        json!({"shares": 512, "quota": 50000, "period": 100000});
+                    cfg["linux"]["resources"]["pids"] = json!({"limit": 99});
+                    cfg["process"]["rlimits"] =
+                        json!([{"type": "RLIMIT_NOFILE", "hard": 1234, "soft": 1000}]);
+                },
+            );
+            let log = c.bundle.dir.path().join("out");
+            let out = std::fs::File::create(&log).unwrap();
+            let status = rt
+                .cmd(&["create", "--bundle", c.bundle.path(), &c.id])
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "{}: {}",
+                rt.name(),
+                std::fs::read_to_string(&log).unwrap()
+            );
+            let read = |p: String| std::fs::read_to_string(format!("/sys/fs/cgroup/{p}")).unwrap();
+            let name = rt.name();
+            assert_eq!(
+                read(format!("memory/{}/memory.limit_in_bytes", c.id)).trim(),
+                "67108864",
+                "{name}"
+            );
+            assert_eq!(read(format!("cpu/{}/cpu.shares", c.id)).trim(), "512", "{name}");
+            assert_eq!(
+                read(format!("cpu/{}/cpu.cfs_quota_us", c.id)).trim(),
+                "50000",
+                "{name}"
+            );
+            assert_eq!(read(format!("pids/{}/pids.max", c.id)).trim(), "99", "{name}");
+            let devices = read(format!("devices/{}/devices.list", c.id));
+            assert!(devices.lines().any(|l| l == "c 1:3 rwm"), "{name}: {devices}");
+            assert!(!devices.lines().any(|l| l.starts_with("a ")), "{name}: {devices}");
+            let pid = rt.state(&c.id)["pid"].as_i64().unwrap();
+            let procs = read(format!("memory/{}/cgroup.procs", c.id));
+            assert!(
+                procs.lines().any(|p| p == pid.to_string()),
+                "{name}: init {pid} not in {procs}"
+            );
+            rt.ok(&["start", &c.id]);
+            // The shell writes its line before sleeping; poll the file.
+            let mut text = String::new();
+            for _ in 0..500 {
+                text = std::fs::read_to_string(&log).unwrap();
+                if text.contains("open files") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let limits: Vec<&str> = text.split_whitespace().collect();
+            assert!(limits.windows(2).any(|w| w == ["1000", "1234"]), "{name}: {text}");
+        }
+        assert_no_test_cgroups(&["lim"]);
+    }
+}
+
+/// A create that fails inside the container's init reports why, naming the
+/// program, and leaves neither state nor cgroup behind.
+#[test]
+fn a_missing_program_fails_create_naming_it_and_leaves_nothing() {
+    for rt in Runtime::all() {
+        {
+            let c = Container::new(&rt, "nope", &["/bin/no-such-program"]);
+            let out = rt.output(&["create", "--bundle", c.bundle.path(), &c.id]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{}", rt.name());
+            assert!(err.contains("no-such-program"), "{}: {err}", rt.name());
+            assert!(!rt.root.path().join(&c.id).exists(), "{}: state left", rt.name());
+            assert!(
+                cgroups_named(&c.id).is_empty(),
+                "{}: {:?}",
+                rt.name(),
+                cgroups_named(&c.id)
+            );
+        }
+        assert_no_test_cgroups(&["nope"]);
+    }
+}
+
+/// Hooks are libcontainer's to run: such a config takes its create path,
+/// and the hook runs; a plain config takes berth's own.
+#[test]
+fn a_config_with_hooks_takes_libcontainers_path() {
+    let rt = Runtime::berth();
+    {
+        let marker = rt.root.path().join("hooked");
+        let c = container_with(&rt, "hook", &["true"], |cfg| {
+            cfg["hooks"] = json!({"createRuntime": [{
+                "path": "/bin/sh",
+                "args": ["sh", "-c", format!("echo hooked > {}", marker.display())],
+            }]});
+        });
+        let log = rt.root.path().join("hook.log");
+        let logged = |c: &Container| {
+            let _ = std::fs::remove_file(&log);
+            rt.ok(&[
+                "--log",
+                log.to_str().unwrap(),
+                "--debug",
+                "run",
+                "--bundle",
+                c.bundle.path(),
+                &c.id,
+            ]);
+            std::fs::read_to_string(&log).unwrap_or_default()
+        };
+        let text = logged(&c);
+        assert!(
+            text.contains("created through libcontainer") && text.contains("hooks"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "hooked\n");
+
+        let plain = Container::new(&rt, "hook", &["true"]);
+        let text = logged(&plain);
+        assert!(!text.contains("created through libcontainer"), "{text}");
+    }
+    assert_no_test_cgroups(&["hook"]);
+}

@@ -1,13 +1,13 @@
 //! `berth oci create`: sets the container up; its process waits for `start`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 
-use super::{Ctx, bundle, ensure_root};
+use super::{Ctx, bundle, direct, ensure_root};
 
 /// Flags shared by `create` and `run` (runc's names).
 #[derive(clap::Args, Debug)]
@@ -62,23 +62,43 @@ pub fn build_init(ctx: &Ctx, args: &InitArgs, detach: bool) -> Result<Container>
         anyhow::bail!("create container {id}: container {id} already exists");
     }
     let bundle = bundle::prepare(&root, id, &args.bundle, ctx.systemd_cgroup)?;
-    let built = builder
-        .with_root_path(&root)
+    let built = match direct::plan(&bundle.dir, ctx.systemd_cgroup) {
+        Ok(plan) => direct::create(&root, &bundle.dir, args, detach, plan)
+            .with_context(|| format!("create container {id}")),
+        Err(reason) => {
+            tracing::debug!(container = %id, %reason, "created through libcontainer");
+            libcontainer_create(builder, ctx, args, detach, &root, &bundle.dir)
+        }
+    };
+    built.inspect_err(|_| {
+        // Neither path removes our shadow bundle on failure.
+        if bundle.shadowed {
+            let _ = bundle::remove_shadow(&root, id);
+        }
+    })
+}
+
+/// libcontainer's own create, for configs berth's path leaves to it.
+fn libcontainer_create(
+    builder: ContainerBuilder,
+    ctx: &Ctx,
+    args: &InitArgs,
+    detach: bool,
+    root: &Path,
+    bundle: &Path,
+) -> Result<Container> {
+    let id = &args.id;
+    builder
+        .with_root_path(root)
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .map(|b| {
             b.with_console_socket(args.console_socket.as_ref())
                 .with_preserved_fds(args.preserve_fds)
-                .as_init(&bundle.dir)
+                .as_init(bundle)
                 .with_systemd(ctx.systemd_cgroup)
                 .with_detach(detach)
                 .with_no_pivot(args.no_pivot)
         })
-        .and_then(|b| b.build());
-    built.or_else(|e| {
-        // libcontainer cleans up its own state on failure, not our shadow.
-        if bundle.shadowed {
-            let _ = bundle::remove_shadow(&root, id);
-        }
-        Err(e).with_context(|| format!("create container {id}"))
-    })
+        .and_then(|b| b.build())
+        .with_context(|| format!("create container {id}"))
 }

@@ -8,12 +8,14 @@
 mod bundle;
 mod create;
 mod delete;
+mod direct;
 mod exec;
 mod features;
 mod foreground;
 mod kill;
 mod log;
 mod ps;
+mod resources;
 mod run;
 mod start;
 mod state;

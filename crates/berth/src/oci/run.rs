@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 
 use super::create::{InitArgs, build_init};
-use super::{Ctx, bundle, foreground};
+use super::{Ctx, bundle, delete, foreground};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
         .then(foreground::Waiter::block_signals)
         .transpose()?;
     if let Err(e) = container.start() {
-        let _ = container.delete(true);
+        let _ = delete::remove(&mut container, true);
         let _ = bundle::remove_shadow(&ctx.root, id);
         return Err(e).with_context(|| format!("start container {id}"));
     }
@@ -42,8 +42,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
         .with_context(|| format!("wait for container {id}"))?;
     // As runc: the container's exit code is the result; a failed cleanup
     // is reported but does not replace it.
-    let cleanup = container
-        .delete(true)
+    let cleanup = delete::remove(&mut container, true)
         .with_context(|| format!("delete container {id} after it exited"))
         .and_then(|()| bundle::remove_shadow(&ctx.root, id));
     if let Err(e) = cleanup {

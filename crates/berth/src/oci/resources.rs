@@ -1,0 +1,238 @@
+//! OCI `linux.resources` as cgroup v1 file writes, for berth's own create
+//! path ([`super::direct`]). What this does not translate is named, and
+//! the container then takes libcontainer's path instead.
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+/// One value written to one file of a controller's hierarchy.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Write {
+    pub controller: &'static str,
+    pub file: String,
+    pub value: String,
+}
+
+fn w(controller: &'static str, file: &str, value: impl ToString) -> Write {
+    Write {
+        controller,
+        file: file.to_owned(),
+        value: value.to_string(),
+    }
+}
+
+/// The writes that give a fresh v1 cgroup the limits of `res`, in an order
+/// the kernel accepts (memory before memory+swap, the CFS period before the
+/// quota). `Err` names the first setting left to libcontainer.
+pub fn v1_writes(res: Option<&LinuxResources>) -> Result<Vec<Write>, String> {
+    let mut out = Vec::new();
+    let Some(res) = res else {
+        device_writes(&[], &mut out);
+        return Ok(out);
+    };
+    if res.block_io().is_some() {
+        return Err("linux.resources.blockIO".into());
+    }
+    if res.network().is_some() {
+        return Err("linux.resources.network".into());
+    }
+    if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err("linux.resources.rdma".into());
+    }
+    if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err("linux.resources.unified".into());
+    }
+    // On this kind of host hugetlb may live in the cgroup2 mount of a
+    // hybrid layout; libcontainer knows where.
+    if res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        return Err("linux.resources.hugepageLimits".into());
+    }
+    if let Some(m) = res.memory() {
+        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+            return Err("linux.resources.memory.kernel".into());
+        }
+        if let Some(limit) = m.limit().filter(|&l| l != 0) {
+            out.push(w("memory", "memory.limit_in_bytes", limit));
+        }
+        // A fresh cgroup's memory+swap limit is unlimited, so it can only be
+        // lowered after the memory limit, never before.
+        if let Some(swap) = m.swap().filter(|&s| s != 0) {
+            out.push(w("memory", "memory.memsw.limit_in_bytes", swap));
+        }
+        if let Some(r) = m.reservation().filter(|&r| r != 0) {
+            out.push(w("memory", "memory.soft_limit_in_bytes", r));
+        }
+        if let Some(s) = m.swappiness() {
+            if s > 100 {
+                return Err(format!("linux.resources.memory.swappiness {s} (0-100)"));
+            }
+            out.push(w("memory", "memory.swappiness", s));
+        }
+        if m.disable_oom_killer() == Some(true) {
+            out.push(w("memory", "memory.oom_control", 1));
+        }
+    }
+    if let Some(c) = res.cpu() {
+        if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+            return Err("linux.resources.cpu.realtime".into());
+        }
+        if c.idle().is_some() || c.burst().is_some() {
+            return Err("linux.resources.cpu.idle/burst".into());
+        }
+        if let Some(s) = c.shares().filter(|&s| s != 0) {
+            out.push(w("cpu", "cpu.shares", s));
+        }
+        if let Some(p) = c.period().filter(|&p| p != 0) {
+            out.push(w("cpu", "cpu.cfs_period_us", p));
+        }
+        if let Some(q) = c.quota().filter(|&q| q != 0) {
+            out.push(w("cpu", "cpu.cfs_quota_us", q));
+        }
+        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            out.push(w("cpuset", "cpuset.cpus", cpus));
+        }
+        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            out.push(w("cpuset", "cpuset.mems", mems));
+        }
+    }
+    if let Some(p) = res.pids() {
+        let limit = p.limit();
+        if limit > 0 {
+            out.push(w("pids", "pids.max", limit));
+        } else {
+            out.push(w("pids", "pids.max", "max"));
+        }
+    }
+    device_writes(res.devices().as_deref().unwrap_or(&[]), &mut out);
+    Ok(out)
+}
+
+/// The spec's device rules in order, then the devices every container gets
+/// (as runc and libcontainer add them): the standard character devices,
+/// mknod of any device, /dev/console, the ptys and /dev/net/tun.
+fn device_writes(rules: &[LinuxDeviceCgroup], out: &mut Vec<Write>) {
+    for r in rules {
+        let file = if r.allow() {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        out.push(w("devices", file, r));
+    }
+    const DEFAULTS: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] = &[
+        (LinuxDeviceType::C, Some(1), Some(3), "rwm"),    // null
+        (LinuxDeviceType::C, Some(1), Some(5), "rwm"),    // zero
+        (LinuxDeviceType::C, Some(1), Some(7), "rwm"),    // full
+        (LinuxDeviceType::C, Some(5), Some(0), "rwm"),    // tty
+        (LinuxDeviceType::C, Some(1), Some(9), "rwm"),    // urandom
+        (LinuxDeviceType::C, Some(1), Some(8), "rwm"),    // random
+        (LinuxDeviceType::C, None, None, "m"),            // mknod of any char device
+        (LinuxDeviceType::B, None, None, "m"),            // mknod of any block device
+        (LinuxDeviceType::C, Some(5), Some(1), "rwm"),    // console
+        (LinuxDeviceType::C, Some(136), None, "rwm"),     // pty slaves
+        (LinuxDeviceType::C, Some(5), Some(2), "rwm"),    // ptmx
+        (LinuxDeviceType::C, Some(10), Some(200), "rwm"), // net/tun
+    ];
+    for &(typ, major, minor, access) in DEFAULTS {
+        let star = |n: Option<i64>| n.map_or_else(|| "*".to_owned(), |n| n.to_string());
+        out.push(w(
+            "devices",
+            "devices.allow",
+            format!("{} {}:{} {access}", typ.as_str(), star(major), star(minor)),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::{
+        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+        LinuxResourcesBuilder,
+    };
+
+    use super::*;
+
+    fn find<'a>(ws: &'a [Write], file: &str) -> Vec<&'a str> {
+        ws.iter()
+            .filter(|w| w.file == file)
+            .map(|w| w.value.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn limits_become_v1_files_in_an_order_the_kernel_accepts() {
+        let res = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .swap(128 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .cpus("0")
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(42).build().unwrap())
+            .build()
+            .unwrap();
+        let ws = v1_writes(Some(&res)).unwrap();
+        assert_eq!(find(&ws, "memory.limit_in_bytes"), ["67108864"]);
+        assert_eq!(find(&ws, "memory.memsw.limit_in_bytes"), ["134217728"]);
+        assert_eq!(find(&ws, "cpu.shares"), ["512"]);
+        assert_eq!(find(&ws, "cpuset.cpus"), ["0"]);
+        assert_eq!(find(&ws, "pids.max"), ["42"]);
+        let pos = |f: &str| ws.iter().position(|w| w.file == f).unwrap();
+        assert!(pos("memory.limit_in_bytes") < pos("memory.memsw.limit_in_bytes"));
+        assert!(pos("cpu.cfs_period_us") < pos("cpu.cfs_quota_us"));
+    }
+
+    #[test]
+    fn device_rules_come_first_then_the_defaults() {
+        let deny_all = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .typ(LinuxDeviceType::A)
+            .access("rwm")
+            .build()
+            .unwrap();
+        let res = LinuxResourcesBuilder::default()
+            .devices(vec![deny_all])
+            .build()
+            .unwrap();
+        let ws = v1_writes(Some(&res)).unwrap();
+        assert_eq!(ws[0], w("devices", "devices.deny", "a *:* rwm"));
+        let allowed = find(&ws, "devices.allow");
+        assert!(allowed.contains(&"c 1:3 rwm"), "{allowed:?}");
+        assert!(allowed.contains(&"c 136:* rwm"), "{allowed:?}");
+        assert!(allowed.contains(&"b *:* m"), "{allowed:?}");
+        // Nothing but device rules when no limit is set.
+        assert!(ws.iter().all(|w| w.controller == "devices"));
+    }
+
+    #[test]
+    fn an_unlimited_pids_limit_is_written_as_max() {
+        let res = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(find(&v1_writes(Some(&res)).unwrap(), "pids.max"), ["max"]);
+    }
+
+    #[test]
+    fn settings_left_to_libcontainer_are_named() {
+        let res = LinuxResourcesBuilder::default()
+            .block_io(LinuxBlockIoBuilder::default().weight(100u16).build().unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(v1_writes(Some(&res)).unwrap_err(), "linux.resources.blockIO");
+        let res = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().swappiness(101u64).build().unwrap())
+            .build()
+            .unwrap();
+        assert!(v1_writes(Some(&res)).unwrap_err().contains("swappiness 101"));
+    }
+}
