@@ -386,22 +386,23 @@ impl Cgroups {
         if rel.as_os_str().is_empty() {
             return Err(invalid(path, "the root cgroup cannot be removed"));
         }
-        let dirs: Vec<Dir> = self
-            .hier_dirs(path)?
-            .into_iter()
-            .filter(|d| d.dir.is_dir())
-            .collect();
-        if dirs.is_empty() {
-            return Ok(());
+        // The usual case is an empty leaf (its processes gone): one rmdir
+        // per hierarchy, no directory listing, no freezing (on v1 the first
+        // freezer user flips a static key, which patches kernel text on
+        // every CPU). What refuses holds processes or child cgroups.
+        let mut busy = Vec::new();
+        for d in self.hier_dirs(path)? {
+            match fs::remove_dir(&d.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => busy.push(d),
+            }
         }
-        // The usual case is a cgroup whose processes are gone already:
-        // freezing it would cost more than the rest (on v1 the first freezer
-        // user flips a static key, which patches kernel text on every CPU).
-        if dirs.iter().any(|d| !tree_procs(&d.dir).is_empty()) {
-            self.kill_all(path, &dirs)?;
-            wait_drained(path, &dirs)?;
+        if busy.iter().any(|d| !tree_procs(&d.dir).is_empty()) {
+            self.kill_all(path, &busy)?;
+            wait_drained(path, &busy)?;
         }
-        for d in &dirs {
+        for d in &busy {
             remove_tree(path, &d.hierarchy, &d.dir)?;
         }
         if let Cgroups::V1 { others, .. } = self {
