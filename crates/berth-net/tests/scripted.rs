@@ -272,3 +272,57 @@ esac"#,
     // A 1.0 list cannot be asked.
     cni.status(&net("1.0.0", &["not-ready"])).unwrap();
 }
+
+/// Input and output larger than a pipe holds: a plugin that never reads its
+/// config (more than the pipe buffer) and writes 256 KiB to stderr before
+/// answering still gets through, with all its output collected; one that
+/// fails has its stderr in the error whole.
+#[test]
+fn big_config_unread_and_big_output_do_not_block() {
+    let dirs = Dirs::new();
+    let netns_file = dirs.root.path().join("netns");
+    std::fs::write(&netns_file, b"").unwrap();
+    let result = json!({"cniVersion": "1.0.0", "ips": [{"address": "10.9.0.7/24"}]});
+    dirs.script(
+        "flood",
+        &format!(
+            r#"head -c 262144 /dev/zero | tr '\0' e >&2
+if [ "$CNI_COMMAND" = ADD ]; then head -c 200000 /dev/zero | tr '\0' ' '; printf '%s' '{result}'; fi"#
+        ),
+    );
+    dirs.script(
+        "fail",
+        r#"head -c 262144 /dev/zero | tr '\0' f >&2; echo last-line >&2; exit 3"#,
+    );
+    let pad = "p".repeat(300_000);
+    let list = |plugin: &str| json!({"cniVersion": "1.0.0", "name": plugin, "plugins": [{"type": plugin, "pad": pad}]});
+    for name in ["flood", "fail"] {
+        std::fs::write(
+            dirs.conf.join(format!("10-{name}.conflist")),
+            list(name).to_string(),
+        )
+        .unwrap();
+    }
+    let cni = dirs.cni(TIMEOUT);
+    let att = Attachment {
+        container_id: "pod1".into(),
+        netns: netns_file.clone(),
+        ifname: "eth0".into(),
+        args: vec![],
+        capabilities: Capabilities::default(),
+    };
+
+    let net = cni.network("flood").unwrap();
+    let got = cni.add(&net, &att).unwrap();
+    assert_eq!(got.raw(), &result);
+    cni.del(&att.key("flood")).unwrap();
+
+    let net = cni.network("fail").unwrap();
+    let err = cni.add(&net, &att).unwrap_err();
+    let CniError::Plugin { failure, .. } = &err else {
+        panic!("not a plugin failure: {err}");
+    };
+    assert_eq!(failure.status, "exit status 3");
+    assert_eq!(failure.stderr.len(), 262144 + "last-line\n".len());
+    assert!(failure.stderr.ends_with("last-line\n"));
+}

@@ -1,15 +1,20 @@
 //! A pod's namespaces without a pause container: each is created by a
-//! short-lived child and kept alive as a bind mount of its nsfs file, so
+//! short-lived thread and kept alive as a bind mount of its nsfs file, so
 //! containers join it by path (`/run/berth/ns/<pod>/net`) and CNI plugins
 //! get a netns path, as with `ip netns`.
+//!
+//! A thread, not a forked child: unshare(2) of the net, UTS and IPC
+//! namespaces changes only the calling thread, and a thread costs a
+//! fraction of forking the multi-threaded daemon (no page tables copied,
+//! no process to reap).
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
 
@@ -99,8 +104,8 @@ pub fn is_pinned(dir: &Path, kind: NsKind) -> bool {
         .unwrap_or(false)
 }
 
-/// Steps the pinning child reports back; the number travels over a pipe.
-const CHILD_STEPS: [&str; 6] = [
+/// Steps of the pinning thread, by the index its setup returns.
+const THREAD_STEPS: [&str; 6] = [
     "ok",
     "unshare",
     "sethostname",
@@ -111,7 +116,7 @@ const CHILD_STEPS: [&str; 6] = [
 
 /// Creates new namespaces of `kinds`, pins each at `dir/<kind>`, names the
 /// UTS namespace `hostname` and brings `lo` up in the network namespace.
-/// `hostname` is ignored unless `kinds` has `Uts`. Blocking (fork, wait,
+/// `hostname` is ignored unless `kinds` has `Uts`. Blocking (a thread,
 /// mounts): a tokio caller runs it in `spawn_blocking`. On failure
 /// everything done so far is undone.
 pub fn pin(dir: &Path, kinds: &[NsKind], hostname: Option<&str>) -> Result<PinnedNamespaces, NsError> {
@@ -121,6 +126,60 @@ pub fn pin(dir: &Path, kinds: &[NsKind], hostname: Option<&str>) -> Result<Pinne
         }
         h => h,
     };
+    let host = match (kinds.contains(&NsKind::Uts), hostname) {
+        (true, Some(h)) => Some(CString::new(h).map_err(|_| NsError::Hostname(h.to_owned()))?),
+        _ => None,
+    };
+    let setup = NsSetup {
+        flags: kinds.iter().fold(0, |f, k| f | k.clone_flag()),
+        hostname: host,
+        lo_up: kinds.contains(&NsKind::Net),
+        targets: kinds.iter().map(|&k| (k, path(dir, k))).collect(),
+    };
+    let mut done = Undo {
+        dir,
+        created_dir: false,
+        files: Vec::new(),
+        mounted: Vec::new(),
+    };
+    // The thread creates the namespaces (unshare of a network namespace
+    // is the slow part) while this one makes the files to mount them on;
+    // it mounts once told they are there.
+    let (go_tx, go_rx) = mpsc::channel();
+    let (prepared, mounted) = std::thread::scope(|s| {
+        let thread = s.spawn(|| setup.run(go_rx));
+        let prepared = prepare_targets(dir, kinds, &mut done);
+        if prepared.is_ok() {
+            let _ = go_tx.send(());
+        }
+        drop(go_tx);
+        let mounted = thread.join().unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                Err(("namespace thread", io::Error::other("panicked"))),
+            )
+        });
+        (prepared, mounted)
+    });
+    let (mounted, result) = mounted;
+    done.mounted = mounted;
+    prepared?;
+    result.map_err(|(step, source)| NsError::Pin {
+        dir: dir.to_owned(),
+        step,
+        source,
+    })?;
+    let pinned = PinnedNamespaces {
+        dir: dir.to_owned(),
+        kinds: kinds.to_vec(),
+    };
+    done.disarm();
+    Ok(pinned)
+}
+
+/// The parent as a shared mount, the pin directory and an empty file per
+/// namespace, each recorded in `done` for the undo.
+fn prepare_targets(dir: &Path, kinds: &[NsKind], done: &mut Undo<'_>) -> Result<(), NsError> {
     let err = |step: &'static str| {
         move |source: io::Error| NsError::Pin {
             dir: dir.to_owned(),
@@ -132,16 +191,10 @@ pub fn pin(dir: &Path, kinds: &[NsKind], hostname: Option<&str>) -> Result<Pinne
         fs::create_dir_all(parent).map_err(err("create parent directory"))?;
         make_shared_mount(parent).map_err(err("make the parent a shared mount"))?;
     }
-    let created_dir = match fs::create_dir(dir) {
+    done.created_dir = match fs::create_dir(dir) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(err("create directory")(e)),
-    };
-    let mut done = Undo {
-        dir,
-        created_dir,
-        files: Vec::new(),
-        mounted: Vec::new(),
     };
     for &kind in kinds {
         let file = path(dir, kind);
@@ -152,26 +205,7 @@ pub fn pin(dir: &Path, kinds: &[NsKind], hostname: Option<&str>) -> Result<Pinne
             .map_err(err("create pin file"))?;
         done.files.push(file);
     }
-    let child = PinChild::fork(kinds, hostname).map_err(err("fork"))?;
-    child.wait_ready().map_err(|(step, source)| NsError::Pin {
-        dir: dir.to_owned(),
-        step,
-        source,
-    })?;
-    for &kind in kinds {
-        let source = PathBuf::from(format!("/proc/{}/ns/{}", child.pid, kind.name()));
-        let target = path(dir, kind);
-        rustix::mount::mount_bind(&source, &target).map_err(|e| err("bind-mount the namespace")(e.into()))?;
-        done.mounted.push(target);
-    }
-    // The mounts hold the namespaces now; the child may exit.
-    drop(child);
-    let pinned = PinnedNamespaces {
-        dir: dir.to_owned(),
-        kinds: kinds.to_vec(),
-    };
-    done.disarm();
-    Ok(pinned)
+    Ok(())
 }
 
 /// Rolls back a half-done `pin` when dropped.
@@ -265,131 +299,66 @@ pub fn unpin(dir: &Path) -> Result<(), NsError> {
     }
 }
 
-/// The forked child that owns the new namespaces until the parent has
-/// bind-mounted them.
-struct PinChild {
-    pid: libc::pid_t,
-    status: OwnedFd,
-    go: Option<OwnedFd>,
-}
-
-impl PinChild {
-    /// Everything the child needs is prepared here, before fork: a child of
-    /// a multi-threaded process may only make async-signal-safe calls.
-    fn fork(kinds: &[NsKind], hostname: Option<&str>) -> io::Result<PinChild> {
-        let flags = kinds.iter().fold(0, |f, k| f | k.clone_flag());
-        let host = match (kinds.contains(&NsKind::Uts), hostname) {
-            (true, Some(h)) => Some(CString::new(h).map_err(io::Error::other)?),
-            _ => None,
-        };
-        let lo_up = kinds.contains(&NsKind::Net);
-        let (status_r, status_w) = pipe()?;
-        let (go_r, go_w) = pipe()?;
-        // SAFETY: the child branch below only calls async-signal-safe
-        // functions on memory prepared before the fork, then _exits.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
-            // SAFETY: see above; never returns.
-            unsafe {
-                pin_child_main(
-                    flags,
-                    host.as_ref(),
-                    lo_up,
-                    status_w.as_raw_fd(),
-                    go_r.as_raw_fd(),
-                )
-            }
-        }
-        drop(status_w);
-        drop(go_r);
-        Ok(PinChild {
-            pid,
-            status: status_r,
-            go: Some(go_w),
-        })
-    }
-
-    /// The child's report: which step failed, with its errno.
-    fn wait_ready(&self) -> Result<(), (&'static str, io::Error)> {
-        let mut msg = [0u8; 8];
-        read_full(self.status.as_raw_fd(), &mut msg).map_err(|e| ("read the namespace child's report", e))?;
-        let step = u32::from_ne_bytes(msg[..4].try_into().unwrap()) as usize;
-        let errno = i32::from_ne_bytes(msg[4..].try_into().unwrap());
-        match step {
-            0 => Ok(()),
-            s => Err((
-                CHILD_STEPS.get(s).copied().unwrap_or("namespace child"),
-                io::Error::from_raw_os_error(errno),
-            )),
-        }
-    }
-}
-
-impl Drop for PinChild {
-    fn drop(&mut self) {
-        // A byte, not just EOF, ends the child's wait: a sibling forked
-        // meanwhile by another thread holds a copy of the write end, so EOF
-        // might not come until that sibling is gone too.
-        if let Some(go) = self.go.take() {
-            let _ = rustix::io::write(&go, b"g");
-        }
-        let mut status = 0;
-        // SAFETY: reaps our own child; status is a valid out pointer.
-        while unsafe { libc::waitpid(self.pid, &mut status, 0) } < 0
-            && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-        {}
-    }
-}
-
-/// The child: unshare, set up, report, wait for the parent, exit.
-///
-/// # Safety
-/// Only to be called in the child of a fork; never returns.
-unsafe fn pin_child_main(
+/// What the pinning thread does: new namespaces for itself, named and
+/// with `lo` up, each bind-mounted from /proc/thread-self/ns onto its
+/// target. The thread then ends; the mounts keep the namespaces alive.
+struct NsSetup {
     flags: libc::c_int,
-    hostname: Option<&CString>,
+    hostname: Option<CString>,
     lo_up: bool,
-    status: libc::c_int,
-    go: libc::c_int,
-) -> ! {
-    unsafe {
-        // Should the caller die before releasing us, do not linger.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        let step = pin_child_setup(flags, hostname, lo_up);
-        let errno = if step == 0 { 0 } else { *libc::__errno_location() };
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-        msg[4..].copy_from_slice(&errno.to_ne_bytes());
-        libc::write(status, msg.as_ptr().cast(), msg.len());
-        if step == 0 {
-            let mut b = 0u8;
-            while libc::read(go, (&raw mut b).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+    targets: Vec<(NsKind, PathBuf)>,
+}
+
+impl NsSetup {
+    /// Runs on a thread of its own that ends right after: its namespaces
+    /// are never the daemon's again. Mounts them once `go` says the
+    /// targets exist (nothing: the caller failed, and so nothing is
+    /// mounted). Returns the targets it mounted, also on failure.
+    fn run(&self, go: mpsc::Receiver<()>) -> (Vec<PathBuf>, Result<(), (&'static str, io::Error)>) {
+        let mut mounted = Vec::new();
+        // SAFETY: plain syscalls on memory owned by self; they change only
+        // this thread's namespaces.
+        let step = unsafe { self.enter() };
+        if step != 0 {
+            let source = io::Error::last_os_error();
+            let step = THREAD_STEPS.get(step).copied().unwrap_or("namespace thread");
+            return (mounted, Err((step, source)));
         }
-        libc::_exit(0)
+        if go.recv().is_err() {
+            return (mounted, Ok(()));
+        }
+        for (kind, target) in &self.targets {
+            let source = PathBuf::from(format!("/proc/thread-self/ns/{}", kind.name()));
+            if let Err(e) = rustix::mount::mount_bind(&source, target) {
+                return (mounted, Err(("bind-mount the namespace", e.into())));
+            }
+            mounted.push(target.clone());
+        }
+        (mounted, Ok(()))
+    }
+
+    /// Returns 0 or the index in THREAD_STEPS of the step that failed,
+    /// errno set.
+    unsafe fn enter(&self) -> usize {
+        unsafe {
+            if libc::unshare(self.flags) != 0 {
+                return 1;
+            }
+            if let Some(h) = &self.hostname
+                && libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0
+            {
+                return 2;
+            }
+            if self.lo_up {
+                return bring_lo_up();
+            }
+            0
+        }
     }
 }
 
-/// Returns 0 or the index in CHILD_STEPS of the step that failed, errno set.
-unsafe fn pin_child_setup(flags: libc::c_int, hostname: Option<&CString>, lo_up: bool) -> usize {
-    unsafe {
-        if libc::unshare(flags) != 0 {
-            return 1;
-        }
-        if let Some(h) = hostname
-            && libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0
-        {
-            return 2;
-        }
-        if lo_up {
-            return bring_lo_up();
-        }
-        0
-    }
-}
-
+/// Returns 0 or the THREAD_STEPS index of the failed step, errno set. The
+/// socket is closed on every path: it would hold the namespace alive.
 unsafe fn bring_lo_up() -> usize {
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
@@ -400,15 +369,20 @@ unsafe fn bring_lo_up() -> usize {
         for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
             *dst = *src as libc::c_char;
         }
-        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) != 0 {
-            return 4;
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req) != 0 {
-            return 5;
-        }
+        let step = if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) != 0 {
+            4
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req) != 0 {
+                5
+            } else {
+                0
+            }
+        };
+        let errno = *libc::__errno_location();
         libc::close(sock);
-        0
+        *libc::__errno_location() = errno;
+        step
     }
 }
 
@@ -487,5 +461,81 @@ mod tests {
         fs::write(dir.join("uts"), "").unwrap();
         unpin(&dir).unwrap();
         assert!(!dir.exists());
+    }
+
+    fn ns_inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).unwrap().ino()
+    }
+
+    /// Unpins on drop, and unmounts the parent `pin` made a mount point,
+    /// so a failed assertion leaves no mounts behind.
+    struct Pinned(PathBuf);
+
+    impl Drop for Pinned {
+        fn drop(&mut self) {
+            let _ = unpin(&self.0);
+            let _ = rustix::mount::unmount(self.0.parent().unwrap(), UnmountFlags::DETACH);
+        }
+    }
+
+    /// Needs root. The namespaces come from a thread: the caller's own stay
+    /// as they were, the pins hold live namespaces of their own with the
+    /// hostname set and lo up, and unpin releases every mount.
+    #[test]
+    fn pinned_from_a_thread_with_hostname_and_lo_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pod").join("ns");
+        let own_net = ns_inode(Path::new("/proc/thread-self/ns/net"));
+        let own_uts = ns_inode(Path::new("/proc/thread-self/ns/uts"));
+        let own_host = rustix::system::uname().nodename().to_owned();
+        let pinned = pin(&dir, &NsKind::ALL, Some("pin-test")).unwrap();
+        let guard = Pinned(dir.clone());
+        assert_eq!(ns_inode(Path::new("/proc/thread-self/ns/net")), own_net);
+        assert_eq!(ns_inode(Path::new("/proc/thread-self/ns/uts")), own_uts);
+        assert_eq!(rustix::system::uname().nodename(), own_host.as_c_str());
+        for kind in NsKind::ALL {
+            assert!(is_pinned(&dir, kind), "{kind:?} is not pinned");
+            assert_eq!(pinned.path(kind), Some(path(&dir, kind)));
+        }
+        assert_ne!(ns_inode(&path(&dir, NsKind::Net)), own_net);
+        assert_ne!(ns_inode(&path(&dir, NsKind::Uts)), own_uts);
+
+        // Looked at from inside, on a thread of its own that then ends.
+        let (net, uts) = (path(&dir, NsKind::Net), path(&dir, NsKind::Uts));
+        let (host, lo_flags) = std::thread::spawn(move || {
+            for p in [&net, &uts] {
+                let f = fs::File::open(p).unwrap();
+                // SAFETY: setns on an open nsfs file; only this thread moves.
+                assert_eq!(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), 0) }, 0);
+            }
+            let host = rustix::system::uname().nodename().to_owned();
+            // SAFETY: an ioctl on a socket of our own with a zeroed ifreq.
+            let flags = unsafe {
+                let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+                assert!(sock >= 0);
+                let mut req: libc::ifreq = std::mem::zeroed();
+                for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+                    *dst = *src as libc::c_char;
+                }
+                assert_eq!(libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req), 0);
+                libc::close(sock);
+                req.ifr_ifru.ifru_flags
+            };
+            (host, flags)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(host.to_str().unwrap(), "pin-test");
+        assert_ne!(lo_flags & libc::IFF_UP as libc::c_short, 0, "lo is down");
+
+        unpin(&dir).unwrap();
+        assert!(!dir.exists());
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(dir.to_str().unwrap()),
+            "a pin is still mounted:\n{mounts}"
+        );
+        drop(guard);
     }
 }

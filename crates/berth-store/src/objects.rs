@@ -99,12 +99,16 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::db(format!("record {} {}", kind.as_str(), row.id)))?;
         let holder: Option<String> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT id FROM objects WHERE kind = ?1 AND namespace = ?2 AND parent = ?3 AND name = ?4",
-                params![kind.as_str(), row.namespace.as_str(), row.parent, row.name],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row(
+                    params![kind.as_str(), row.namespace.as_str(), row.parent, row.name],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
             .map_err(StoreError::db("look up name"))?;
         if let Some(holder) = holder {
             return Err(StoreError::NameInUse {
@@ -119,9 +123,11 @@ impl Store {
         } else {
             row.created
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO objects(kind, id, namespace, parent, name, created, data) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-            params![
+        )
+        .and_then(|mut st| {
+            st.execute(params![
                 kind.as_str(),
                 row.id,
                 row.namespace.as_str(),
@@ -129,8 +135,8 @@ impl Store {
                 row.name,
                 created,
                 row.data
-            ],
-        )
+            ])
+        })
         .map_err(StoreError::db(format!("record {} {}", kind.as_str(), row.id)))?;
         for res in resources {
             tx.execute(
@@ -151,10 +157,8 @@ impl Store {
     pub fn update_object(&self, kind: ObjectKind, id: &str, data: &str) -> Result<(), StoreError> {
         let conn = self.db.lock();
         let n = conn
-            .execute(
-                "UPDATE objects SET data = ?3 WHERE kind = ?1 AND id = ?2",
-                params![kind.as_str(), id, data],
-            )
+            .prepare_cached("UPDATE objects SET data = ?3 WHERE kind = ?1 AND id = ?2")
+            .and_then(|mut st| st.execute(params![kind.as_str(), id, data]))
             .map_err(StoreError::db(format!("update {} {id}", kind.as_str())))?;
         if n == 0 {
             return Err(StoreError::ObjectNotFound {
@@ -168,12 +172,8 @@ impl Store {
     pub fn get_object(&self, kind: ObjectKind, id: &str) -> Result<Option<ObjectRow>, StoreError> {
         let conn = self.db.lock();
         let row = conn
-            .query_row(
-                &format!("SELECT {COLS} FROM objects WHERE kind = ?1 AND id = ?2"),
-                params![kind.as_str(), id],
-                read_row,
-            )
-            .optional()
+            .prepare_cached(&format!("SELECT {COLS} FROM objects WHERE kind = ?1 AND id = ?2"))
+            .and_then(|mut st| st.query_row(params![kind.as_str(), id], read_row).optional())
             .map_err(StoreError::db(format!("read {} {id}", kind.as_str())))?;
         row.map(|r| from_row(kind, r)).transpose()
     }
@@ -204,11 +204,9 @@ impl Store {
     /// Removes an object; what it kept alive is left to gc. Missing is fine.
     pub fn delete_object(&self, kind: ObjectKind, id: &str) -> Result<(), StoreError> {
         let conn = self.db.lock();
-        conn.execute(
-            "DELETE FROM objects WHERE kind = ?1 AND id = ?2",
-            params![kind.as_str(), id],
-        )
-        .map_err(StoreError::db(format!("delete {} {id}", kind.as_str())))?;
+        conn.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND id = ?2")
+            .and_then(|mut st| st.execute(params![kind.as_str(), id]))
+            .map_err(StoreError::db(format!("delete {} {id}", kind.as_str())))?;
         Ok(())
     }
 }

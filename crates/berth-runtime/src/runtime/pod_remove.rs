@@ -1,4 +1,5 @@
-//! Pod remove: stopped, its containers removed, its cgroup, files and record deleted.
+//! Pod remove: stopped, its containers removed, its cgroup and files
+//! deleted (side by side), then its record.
 
 use std::time::Duration;
 
@@ -19,17 +20,33 @@ impl Runtime {
         for c in self.list_containers(None, Some(&pod.id))? {
             self.remove_container(&c.id)?;
         }
-        let state_dir = self.pod_state_dir(&pod.id);
-        rootfs::unmount(&state_dir.join("shm"))?;
-        rootfs::unmount(&state_dir)?;
-        // A cgroup parent given by the caller (kubelet's) is not ours to remove.
-        if pod.config.cgroup_parent.as_deref().is_none_or(str::is_empty) {
-            self.cgroups.remove(&pod.cgroup)?;
-        }
-        remove_dir(&state_dir)?;
-        remove_dir(&self.pod_root_dir(&pod.id))?;
+        // The cgroup and the pod's directories are independent: removed at
+        // once, and the record only when both are gone, so a failure
+        // leaves it for a retry.
+        let ours = pod.config.cgroup_parent.as_deref().is_none_or(str::is_empty);
+        let (cgroup, files) = std::thread::scope(|s| {
+            // A cgroup parent given by the caller (kubelet's) is not ours to remove.
+            let cgroup = ours.then(|| s.spawn(|| self.cgroups.remove(&pod.cgroup)));
+            let files = self.remove_pod_files(&pod.id);
+            (
+                cgroup.map(|h| h.join().expect("pod cgroup removal thread")),
+                files,
+            )
+        });
+        cgroup.transpose()?;
+        files?;
         self.store.delete_object(ObjectKind::Pod, &pod.id)?;
         tracing::info!(pod = %pod.id, "pod removed");
         Ok(())
+    }
+
+    /// Unmounts the pod's /dev/shm and state directory, removes its state
+    /// and root directories.
+    fn remove_pod_files(&self, id: &str) -> Result<(), RuntimeError> {
+        let state_dir = self.pod_state_dir(id);
+        rootfs::unmount(&state_dir.join("shm"))?;
+        rootfs::unmount(&state_dir)?;
+        remove_dir(&state_dir)?;
+        remove_dir(&self.pod_root_dir(id))
     }
 }

@@ -1,5 +1,5 @@
 //! Pod stop: every container stopped (in parallel), the PID-namespace init
-//! ended, the pinned namespaces released.
+//! ended while the network is detached, the pinned namespaces released.
 
 use std::time::Duration;
 
@@ -9,6 +9,8 @@ use crate::{namespaces, pod_init};
 impl Runtime {
     /// Takes the pod off its network (before its namespace goes, so the
     /// plugins can still clean inside it); a detached pod is left as it is.
+    /// The caller records the change: should it crash first, the next stop
+    /// detaches again, which CNI DEL allows.
     pub(crate) fn detach_network(&self, pod: &mut super::PodRecord) -> Result<(), RuntimeError> {
         let Some(network) = pod.network.clone() else {
             return Ok(());
@@ -17,7 +19,7 @@ impl Runtime {
             net.teardown(&self.net_request(pod), &network)?;
         }
         pod.network = None;
-        self.save_pod(pod)
+        Ok(())
     }
 
     /// Stops a pod; stopping a stopped pod is success.
@@ -37,10 +39,17 @@ impl Runtime {
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
-        if let Some(pid) = pod.init_pid.take() {
-            pod_init::stop_pid_init(pid)?;
-        }
-        self.detach_network(&mut pod)?;
+        let changed = pod.init_pid.is_some() || pod.network.is_some() || pod.state != PodState::NotReady;
+        // The init holds only the PID namespace: it can end while the
+        // plugins detach the network.
+        let init = pod.init_pid.take();
+        let (init, net) = std::thread::scope(|s| {
+            let init = init.map(|pid| s.spawn(move || pod_init::stop_pid_init(pid)));
+            let net = self.detach_network(&mut pod);
+            (init.map(|h| h.join().expect("pod init stop thread")), net)
+        });
+        init.transpose()?;
+        net?;
         if let Some(dir) = &pod.ns_dir {
             namespaces::unpin(dir)?;
         }
@@ -48,7 +57,10 @@ impl Runtime {
             pod.state = PodState::NotReady;
             pod.stopped_at = Some(now_nanos());
         }
-        self.save_pod(&pod)?;
+        // A second stop (RemovePodSandbox stops first) changes nothing.
+        if changed {
+            self.save_pod(&pod)?;
+        }
         tracing::info!(pod = %pod.id, "pod stopped");
         Ok(())
     }
