@@ -13,8 +13,9 @@
 #      network) and containerd (bench/containerd.sh, root
 #      /var/lib/berth-bench/containerd);
 #   4. memory: each daemon's VmRSS idle and with $MEM_PODS pods (a busybox
-#      sleep each), and the processes each keeps per pod (berth: its
-#      monitors; containerd: shim + pause), VmRSS and PSS;
+#      sleep each; right after they started, +2 s and +5 s), and the
+#      processes each keeps per pod (berth: its monitors; containerd: shim +
+#      pause), VmRSS and PSS;
 #   5. berth-bench pod, container, scratch, pull, density, alternating;
 #   6. the daemons' VmRSS idle again; everything removed (pods via CRI, then
 #      the daemons by PID, mounts, cgroups, the registry if started here).
@@ -188,17 +189,32 @@ report_per_pod() {
   echo "  $who per pod, all processes: VmRSS $((r / pods)) KiB, PSS $((s / pods)) KiB"
 }
 
+daemon_mem() { echo "VmRSS $(rss "$1") KiB, PSS $(pss "$1") KiB"; }
+
 memory() {
+  local who pid ep at0 at2
   echo "== memory ($(date -u '+%F %H:%M UTC')): daemons idle, then with $MEM_PODS pods (busybox sleep each)"
   "$BENCH" --endpoint "$EP_B" --endpoint "$EP_C" up --pods 1 >/dev/null
   "$BENCH" --endpoint "$EP_B" --endpoint "$EP_C" down >/dev/null
   sleep 2
-  echo "  idle (after one pod came and went): berth daemon VmRSS $(rss "$berth_pid") KiB, PSS $(pss "$berth_pid") KiB;" \
-    "containerd VmRSS $(rss "$ctrd_pid") KiB, PSS $(pss "$ctrd_pid") KiB"
-  "$BENCH" --endpoint "$EP_B" --endpoint "$EP_C" up --pods "$MEM_PODS" >/dev/null
-  sleep 2
-  echo "  with $MEM_PODS pods: berth daemon VmRSS $(rss "$berth_pid") KiB, PSS $(pss "$berth_pid") KiB;" \
-    "containerd VmRSS $(rss "$ctrd_pid") KiB, PSS $(pss "$ctrd_pid") KiB"
+  echo "  idle (after one pod came and went): berth daemon $(daemon_mem "$berth_pid");" \
+    "containerd $(daemon_mem "$ctrd_pid")"
+  # One daemon at a time, so that +0 s is right after that daemon's own pods
+  # started. berth gives back the code pages a burst faulted in within a
+  # fraction of a second of noticing the growth, so its figure right after
+  # the burst and the one a few seconds later differ; both are reported.
+  for who in berth containerd; do
+    case $who in
+      berth) pid=$berth_pid ep=$EP_B ;;
+      containerd) pid=$ctrd_pid ep=$EP_C ;;
+    esac
+    "$BENCH" --endpoint "$ep" up --pods "$MEM_PODS" >/dev/null
+    at0=$(daemon_mem "$pid")
+    sleep 2
+    at2=$(daemon_mem "$pid")
+    sleep 3
+    echo "  $who daemon with $MEM_PODS pods: +0 s $at0; +2 s $at2; +5 s $(daemon_mem "$pid")"
+  done
   report_per_pod berth "$MEM_PODS"
   report_per_pod containerd "$MEM_PODS"
   "$BENCH" --endpoint "$EP_B" --endpoint "$EP_C" down >/dev/null

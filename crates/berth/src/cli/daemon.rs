@@ -76,16 +76,35 @@ async fn serve(
     result.with_context(|| format!("serve CRI on {}", socket.display()))
 }
 
-/// Gives back, now and every minute, the pages that only start-up or a past
-/// burst of calls used: the executable's code pages (the kernel maps 64 KiB
-/// around every fault, so scattered code paths leave much of the binary
-/// resident) and the allocator's free heap. Pages still in use come back as
-/// minor faults from the page cache.
+/// Gives back the pages that only start-up or a past burst of calls used:
+/// the executable's code pages (the kernel maps 64 KiB around every fault,
+/// so 20 pod starts leave ~9 MiB of the binary resident) and the
+/// allocator's free heap. Looked at four times a second and trimmed when the
+/// resident set grew 3 MiB since the last trim (once more when a burst that
+/// caused such a trim is over), and every minute; pages still in use come
+/// back as minor faults from the page cache (~0.5 ms for the daemon's whole
+/// working set).
 async fn trim_memory() {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    use berth_runtime::monitor::memory::{ResidentSize, TrimPolicy, Trimmer};
+    let policy = TrimPolicy::DAEMON;
+    let resident = ResidentSize::open()
+        .inspect_err(|e| tracing::warn!("{e}: memory trimmed every minute only"))
+        .ok();
+    let mut trimmer = Trimmer::new(policy, resident);
+    let mut tick = tokio::time::interval(policy.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        berth_runtime::monitor::memory::release_startup_pages();
+        // The scheduled instant, not the clock: ticks an interval apart must
+        // count as a full interval, however late each one ran.
+        let now = tick.tick().await;
+        if let Some(t) = trimmer.tick(now.into_std()) {
+            tracing::debug!(
+                reason = ?t.reason,
+                before_kib = t.before >> 10,
+                after_kib = t.after >> 10,
+                "trimmed memory"
+            );
+        }
     }
 }
 
