@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -311,6 +312,70 @@ impl Cgroups {
             }
         }
         Ok(())
+    }
+
+    /// Readies the kernel's cgroup migration lock for a move that is about
+    /// to come, from a short-lived thread; `None` when a priming is already
+    /// under way.
+    ///
+    /// Every move of a process into a cgroup takes the global
+    /// `cgroup_threadgroup_rwsem` for writing, and when no writer came
+    /// during the last RCU grace period, taking it first waits for a whole
+    /// grace period (8–13 ms on the project's machine): a container's init
+    /// paid that on every create. A writer that comes while another's grace
+    /// period runs, or within a grace period after it, waits no more. This
+    /// moves the calling process into the cgroup it already is in (a no-op
+    /// that still takes the lock), so the grace period passes while the
+    /// caller spawns the monitor and the runtime, which then moves the init
+    /// in at once.
+    pub fn prime_migration(&self) -> Option<thread::JoinHandle<Result<(), CgroupError>>> {
+        static PRIMING: AtomicBool = AtomicBool::new(false);
+        if PRIMING.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let procs = self.own_procs_file();
+        let spawned = thread::Builder::new().name("cgroup-prime".into()).spawn(move || {
+            let result = procs.and_then(|file| {
+                // "0" is the writing process: the whole daemon, where it is.
+                write("/", "own cgroup", &file, "0")
+            });
+            PRIMING.store(false, Ordering::Release);
+            result
+        });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(_) => {
+                PRIMING.store(false, Ordering::Release);
+                None
+            }
+        }
+    }
+
+    /// `cgroup.procs` of the cgroup this process is in, in one hierarchy.
+    fn own_procs_file(&self) -> Result<PathBuf, CgroupError> {
+        let table = Path::new("/proc/self/cgroup");
+        let text = fs::read_to_string(table).map_err(|e| io_err("/", "own cgroup", "read", table, e))?;
+        let not_found = || CgroupError::NotFound {
+            path: "the cgroup of this process".to_owned(),
+        };
+        let (mountpoint, own) = match self {
+            Cgroups::V1 { mounts, .. } => {
+                let m = mounts.first().ok_or_else(not_found)?;
+                let own = text
+                    .lines()
+                    .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+                    .find(|(ctrls, _)| ctrls.split(',').any(|c| m.has(c)))
+                    .map(|(_, path)| path.to_owned());
+                (m.mountpoint.clone(), own)
+            }
+            Cgroups::V2 { root } => (
+                root.clone(),
+                text.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_owned)),
+            ),
+        };
+        let own = own.ok_or_else(not_found)?;
+        Ok(mountpoint.join(relative(&own)?).join("cgroup.procs"))
     }
 
     /// Moves a process (all its threads) into the cgroup in every hierarchy.
@@ -933,6 +998,38 @@ fn clock_ticks() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Priming moves this process into the cgroup it is in: the write goes
+    /// through (the kernel takes its migration lock) and nothing moves.
+    /// Needs root and the machine's cgroup mounts.
+    #[test]
+    fn priming_the_migration_lock_leaves_the_process_where_it_is() {
+        let Ok(cgroups) = Cgroups::detect() else {
+            return;
+        };
+        let before = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let file = cgroups.own_procs_file().unwrap();
+        assert!(
+            file.ends_with("cgroup.procs") && file.exists(),
+            "{}",
+            file.display()
+        );
+        // Another test's priming may be under way; wait for a turn.
+        let handle = loop {
+            if let Some(h) = cgroups.prime_migration() {
+                break h;
+            }
+            thread::sleep(POLL);
+        };
+        handle.join().unwrap().unwrap();
+        assert_eq!(fs::read_to_string("/proc/self/cgroup").unwrap(), before);
+        let procs = fs::read_to_string(&file).unwrap();
+        assert!(
+            procs.lines().any(|p| p == std::process::id().to_string()),
+            "this process is not listed in {}",
+            file.display()
+        );
+    }
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

@@ -173,6 +173,9 @@ impl Runtime {
             stdin_once: rec.config.stdin_once,
             oom_files: self.cgroups.oom_kill_files(&rec.cgroup),
         };
+        // The runtime moves the container's init into its cgroup a few ms
+        // from now; let the kernel's migration lock get ready meanwhile.
+        let _ = self.cgroups.prime_migration();
         let started = monitor::spawn(&self.opts.monitor.0, &self.opts.monitor_args(), &state_dir, &mcfg)?;
         {
             let h = handler.clone();
