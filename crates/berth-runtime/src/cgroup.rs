@@ -363,7 +363,7 @@ impl Cgroups {
                 let m = mounts.first().ok_or_else(not_found)?;
                 let own = text
                     .lines()
-                    .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+                    .filter_map(|l| l.split_once(':').and_then(|(_, rest)| rest.split_once(':')))
                     .find(|(ctrls, _)| ctrls.split(',').any(|c| m.has(c)))
                     .map(|(_, path)| path.to_owned());
                 (m.mountpoint.clone(), own)
