@@ -429,16 +429,7 @@ impl Cgroups {
             Cgroups::V2 { .. } => v2_writes(res),
         };
         for (controller, file, value) in writes {
-            let d = self
-                .controller_dir(path, controller)?
-                .ok_or_else(|| CgroupError::Io {
-                    path: path.to_owned(),
-                    hierarchy: controller.to_owned(),
-                    op: "write",
-                    file: PathBuf::from(&file),
-                    source: io::Error::new(io::ErrorKind::NotFound, "controller not mounted"),
-                })?;
-            write(path, &d.hierarchy, &d.dir.join(&file), &value)?;
+            self.write_controller_file(path, controller, &file, &value)?;
         }
         Ok(())
     }
