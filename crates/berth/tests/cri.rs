@@ -774,7 +774,7 @@ fn cri_exec_attach_and_port_forward_over_spdy_and_websocket() {
                 "spdy" => client::exec_spdy(&url, Some(b"abc\n".to_vec()), false, None).await,
                 _ => client::exec_websocket(&url, Some(b"abc\n".to_vec()), false, None).await,
             }
-            .unwrap_or_else(|e| panic!("{transport} exec: {e}"));
+            .unwrap_or_else(|e| panic!("{transport} exec: {e}: {e:?}"));
             assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nin:abc\n", "{transport}");
             assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n", "{transport}");
             assert_eq!(out.exit_code, 3, "{transport}");

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,6 +24,8 @@ const INCOMING_QUEUE: usize = 16;
 /// gets no answer rather than unbounded memory.
 const MAX_QUEUED_PING_REPLIES: usize = 64;
 /// Bytes gathered from the queue into one socket write.
+/// How long a closing session waits for the peer to close its side.
+const LINGER: Duration = Duration::from_secs(2);
 const WRITE_BATCH: usize = 64 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 const MAX_STREAM_ID: u32 = 0x7fff_ffff;
@@ -486,19 +489,31 @@ async fn write_task<W: AsyncWrite + Unpin>(
 ) {
     let result = tokio::select! {
         r = write_frames(io, &shared, queue) => r,
-        _ = shared.stop.cancelled() => Ok(()),
+        _ = shared.stop.cancelled() => Ok(false),
     };
-    if let Err(err) = result {
-        tracing::debug!(error = %err, "spdy connection write failed");
+    match result {
+        // A lingering close, as HTTP servers do: our side is shut for
+        // writing, and the reader goes on until the peer closes too (it
+        // tears the session down at EOF). Closing the socket at once would
+        // make the kernel answer whatever the peer still sends (a stdin FIN
+        // racing the command's end) with a reset, and a reset makes the
+        // peer's kernel drop what it had not read yet: the exit status.
+        Ok(true) => {
+            let _ = tokio::time::timeout(LINGER, shared.stop.cancelled()).await;
+        }
+        Ok(false) => {}
+        Err(err) => tracing::debug!(error = %err, "spdy connection write failed"),
     }
     shared.teardown();
 }
 
+/// Writes queued frames until the queue ends (`false`) or a frame asked
+/// for the connection to be closed after it (`true`, write half shut).
 async fn write_frames<W: AsyncWrite + Unpin>(
     mut io: W,
     shared: &Shared,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
-) -> Result<(), SpdyError> {
+) -> Result<bool, SpdyError> {
     let mut encoder = FrameEncoder::new();
     let mut buf = BytesMut::with_capacity(WRITE_BATCH);
     let mut permits = Vec::new();
@@ -524,8 +539,8 @@ async fn write_frames<W: AsyncWrite + Unpin>(
         permits.clear();
         if close_after {
             let _ = io.shutdown().await;
-            return Ok(());
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
