@@ -3,10 +3,13 @@
 #
 # Debian packages: the build (compiler, pkg-config, protoc, libseccomp), the test
 # fixtures (busybox-static, umoci, skopeo, docker-registry, openssl, zstd, jq, curl),
-# and the peers the tests compare with or call (runc, crun, CNI plugins, iproute2).
+# and the peers the tests compare with or call (runc, crun, CNI plugins, iproute2), and
+# the cgroup v2 test guest (qemu-system-x86, kmod; scripts/test-cgroup-v2.sh).
 # Rust: used as found (~/.cargo/bin or PATH); only when cargo is missing is a toolchain
 # installed, through rustup.  cargo-nextest is installed from crates.io when missing;
-# scripts/test.sh falls back to `cargo test` without it.
+# scripts/test.sh falls back to `cargo test` without it.  virtiofsd also comes from crates.io.
+# The guest kernel (Debian's cloud kernel) is unpacked into /usr/local/lib/berth/guest-kernel
+# ($BERTH_GUEST_KERNEL_DIR), never installed as this host's kernel.  Steps already done are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +21,7 @@ PACKAGES=(
   openssl zstd jq curl ca-certificates                        # make-images.sh helpers
   runc crun containernetworking-plugins iproute2 iptables     # runtimes, CNI, netns, portmap
   hyperfine                                                   # benchmarks
+  qemu-system-x86 kmod libcap-ng-dev                          # the cgroup v2 test guest (virtiofsd's build needs libcap-ng)
 )
 
 [ "$(id -u)" = 0 ] || { say "run as root (sudo $0)"; exit 1; }
@@ -73,6 +77,41 @@ else
   say "installing cargo-nextest from crates.io"
   cargo install cargo-nextest --locked ||
     say "warning: cargo-nextest did not install; scripts/test.sh will use cargo test"
+fi
+
+# virtiofsd shares the host's root with the cgroup v2 test guest (scripts/test-cgroup-v2.sh)
+# and later with pod VMs; Debian 12 does not package it.
+if command -v virtiofsd >/dev/null; then
+  say "virtiofsd present: $(virtiofsd --version 2>/dev/null | head -n1)"
+else
+  say "installing virtiofsd from crates.io"
+  cargo install virtiofsd --locked
+fi
+
+# --- guest kernel -----------------------------------------------------------------
+# Debian's cloud kernel, unpacked into a directory of berth's own: it boots the test
+# guest and pod VMs and is never installed as this host's kernel.  The package is the
+# one linux-image-cloud-amd64 depends on today; it ships no modules.dep, so depmod
+# writes one against the unpacked tree.
+GUEST_KERNEL_DIR=${BERTH_GUEST_KERNEL_DIR:-/usr/local/lib/berth/guest-kernel}
+kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+  sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
+if [ -z "$kpkg" ]; then
+  say "could not resolve the package linux-image-cloud-amd64 depends on"
+  exit 1
+fi
+kver=${kpkg#linux-image-}
+if [ -f "$GUEST_KERNEL_DIR/boot/vmlinuz-$kver" ] && [ -f "$GUEST_KERNEL_DIR/lib/modules/$kver/modules.dep" ]; then
+  say "guest kernel $kver present in $GUEST_KERNEL_DIR"
+else
+  say "guest kernel: $kpkg into $GUEST_KERNEL_DIR"
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp" # apt-get download fetches as user _apt
+  (cd "$tmp" && apt-get download "$kpkg")
+  mkdir -p "$GUEST_KERNEL_DIR"
+  dpkg-deb -x "$tmp"/"$kpkg"_*.deb "$GUEST_KERNEL_DIR"
+  rm -rf "$tmp"
+  depmod -b "$GUEST_KERNEL_DIR" "$kver"
 fi
 
 say "done: $(rustc --version), $(cargo --version)"
