@@ -230,6 +230,20 @@ impl Cgroups {
         }
     }
 
+    /// Whether `controller` can be used: on v1, whether a hierarchy holds
+    /// it; on v2, whether the root offers it. Device control on v2 is not a
+    /// controller but a BPF program, which every v2 cgroup can take.
+    pub fn has_controller(&self, controller: &str) -> bool {
+        match self {
+            Cgroups::V1 { mounts, .. } => mounts.iter().any(|m| m.has(controller)),
+            Cgroups::V2 { root } => {
+                controller == "devices"
+                    || fs::read_to_string(root.join("cgroup.controllers"))
+                        .is_ok_and(|c| c.split_whitespace().any(|c| c == controller))
+            }
+        }
+    }
+
     pub fn version(&self) -> CgroupVersion {
         match self {
             Cgroups::V1 { .. } => CgroupVersion::V1,

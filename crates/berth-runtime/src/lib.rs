@@ -3,6 +3,7 @@
 //! monitor, cgroups and pinned namespaces.
 
 pub mod cgroup;
+pub mod device_filter;
 pub mod handler;
 pub mod logs;
 pub mod model;

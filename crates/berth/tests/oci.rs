@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 const RUNC: &str = "/usr/bin/runc";
 const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &["sh", "true", "sleep", "echo", "cat", "ps"];
+const APPLETS: &[&str] = &[
+    "sh", "true", "sleep", "echo", "cat", "ps", "mknod", "head", "grep",
+];
 
 /// A runtime's argv prefix with its own state root.
 struct Runtime {
@@ -778,4 +780,215 @@ fn a_config_with_hooks_takes_libcontainers_path() {
         assert!(!text.contains("created through libcontainer"), "{text}");
     }
     assert_no_test_cgroups(&["hook"]);
+}
+
+/// A loop device over a file that starts with [`LOOP_MAGIC`], detached
+/// however the test ends: a block device a container can make a node of
+/// but must not open. (This machine's own disk is closed even to the host's
+/// root, so it would prove nothing here.)
+struct LoopDevice {
+    dev: String,
+    major: u32,
+    minor: u32,
+    _file: tempfile::NamedTempFile,
+}
+
+const LOOP_MAGIC: &str = "berth-loop-device";
+
+impl LoopDevice {
+    fn new() -> LoopDevice {
+        use std::io::Write;
+        let mut file = tempfile::Builder::new()
+            .prefix("berth-test-loop-backing-")
+            .tempfile()
+            .unwrap();
+        file.write_all(LOOP_MAGIC.as_bytes()).unwrap();
+        file.as_file().set_len(1 << 20).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let rdev = std::os::unix::fs::MetadataExt::rdev(&std::fs::metadata(&dev).unwrap());
+        LoopDevice {
+            dev,
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+            _file: file,
+        }
+    }
+
+    /// Makes a node of the device and reads its first bytes; prints
+    /// "mknod ok|denied" and "read <bytes>|denied" (only EPERM from the
+    /// device rules is a denial).
+    fn probe(&self) -> String {
+        let (major, minor, n) = (self.major, self.minor, LOOP_MAGIC.len());
+        format!(
+            "if mknod /tmp/disk b {major} {minor}; then echo mknod ok; else echo mknod denied; fi; \
+             if head -c {n} /tmp/disk > /tmp/out 2> /tmp/err; then echo \"read $(cat /tmp/out)\"; \
+             elif grep -q 'not permitted' /tmp/err; then echo read denied; else echo \"read error $(cat /tmp/err)\"; fi"
+        )
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+const DENIED: &str = "mknod ok\nread denied\n";
+const OPENED: &str = "mknod ok\nread berth-loop-device\n";
+
+fn with_mknod(cfg: &mut Value) {
+    for set in ["bounding", "effective", "permitted"] {
+        cfg["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push("CAP_MKNOD".into());
+    }
+}
+
+/// The escape of the device rules: a container that may mknod may not
+/// open the node it made — on berth's own create path, on libcontainer's
+/// (taken for a config with hooks) and under runc, on cgroup v1 and v2.
+/// A privileged container's rules ("a *:* rwm") open it.
+#[test]
+fn a_default_container_can_make_a_block_device_node_but_never_open_it() {
+    let hook = json!({"createRuntime": [{"path": "/bin/true"}]});
+    let disk = LoopDevice::new();
+    for rt in Runtime::all() {
+        for (how, hooks, privileged, want) in [
+            ("own path", false, false, DENIED),
+            ("libcontainer path", true, false, DENIED),
+            ("privileged", false, true, OPENED),
+        ] {
+            if hooks && rt.name() == "runc" {
+                continue;
+            }
+            let name = format!("{} ({how})", rt.name());
+            {
+                let c = container_with(&rt, "dev", &["sh", "-c", &disk.probe()], |cfg| {
+                    with_mknod(cfg);
+                    if hooks {
+                        cfg["hooks"] = hook.clone();
+                    }
+                    if privileged {
+                        cfg["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+                    }
+                });
+                let out = rt.ok(&["run", "--bundle", c.bundle.path(), &c.id]);
+                assert_eq!(out, want, "{name}");
+            }
+            assert_no_test_cgroups(&["dev"]);
+        }
+    }
+}
+
+/// A seccomp filter that fails bpf(2) with EPERM: a kernel that cannot
+/// load or attach device programs.
+fn deny_bpf() -> Vec<libc::sock_filter> {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    vec![
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0), // seccomp_data.nr
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_bpf as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Fail closed: on a host that offers no way to enforce device rules, no
+/// container that is not privileged is made. On cgroup v1 the runtime runs
+/// in a mount namespace where the devices hierarchy is unmounted; on v2 it
+/// runs under a seccomp filter that fails bpf(2).
+#[test]
+fn a_host_that_cannot_enforce_device_rules_gets_no_unprivileged_container() {
+    use std::os::unix::process::CommandExt;
+    let rt = Runtime::berth();
+    let disk = LoopDevice::new();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let filter = deny_bpf();
+    let spawn = |c: &Container| {
+        let mut cmd = rt.cmd(&["run", "--bundle", c.bundle.path(), &c.id]);
+        // The closure must be Send: carry the filter's address as a number.
+        let (len, addr) = (filter.len() as u16, filter.as_ptr() as usize);
+        // SAFETY: only async-signal-safe syscalls between fork and exec;
+        // `prog` and the filter it points to outlive the spawn.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = if v2 {
+                    let prog = libc::sock_fprog {
+                        len,
+                        filter: addr as *mut libc::sock_filter,
+                    };
+                    libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _)
+                } else {
+                    let mut r = libc::unshare(libc::CLONE_NEWNS);
+                    if r == 0 {
+                        r = libc::mount(
+                            std::ptr::null(),
+                            c"/".as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        );
+                    }
+                    if r == 0 {
+                        r = libc::umount2(c"/sys/fs/cgroup/devices".as_ptr(), libc::MNT_DETACH);
+                    }
+                    r
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        cmd.output().unwrap()
+    };
+    {
+        let c = container_with(&rt, "closed", &["sh", "-c", &disk.probe()], with_mknod);
+        let out = spawn(&c);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "created: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            err.contains(&c.id) && err.contains("device rules cannot be enforced"),
+            "{err}"
+        );
+        assert!(!rt.root.path().join(&c.id).exists(), "state left");
+        assert!(cgroups_named(&c.id).is_empty(), "{:?}", cgroups_named(&c.id));
+
+        let c = container_with(&rt, "closed", &["sh", "-c", &disk.probe()], |cfg| {
+            with_mknod(cfg);
+            cfg["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        });
+        let out = spawn(&c);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), OPENED);
+    }
+    assert_no_test_cgroups(&["closed"]);
 }

@@ -7,7 +7,9 @@ use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 
-use super::{Ctx, bundle, direct, ensure_root};
+use berth_runtime::cgroup::Cgroups;
+
+use super::{Ctx, bundle, devices, direct, ensure_root};
 
 /// Flags shared by `create` and `run` (runc's names).
 #[derive(clap::Args, Debug)]
@@ -67,7 +69,7 @@ pub fn build_init(ctx: &Ctx, args: &InitArgs, detach: bool) -> Result<Container>
             .with_context(|| format!("create container {id}")),
         Err(reason) => {
             tracing::debug!(container = %id, %reason, "created through libcontainer");
-            libcontainer_create(builder, ctx, args, detach, &root, &bundle.dir)
+            fallback_create(builder, ctx, args, detach, &root, &bundle.dir)
         }
     };
     built.inspect_err(|_| {
@@ -76,6 +78,30 @@ pub fn build_init(ctx: &Ctx, args: &InitArgs, detach: bool) -> Result<Container>
             let _ = bundle::remove_shadow(&root, id);
         }
     })
+}
+
+/// libcontainer's create with berth's device control around it: refused
+/// up front where the rules cannot be enforced, and on cgroup v2 the
+/// rules attached before the container is handed back.
+fn fallback_create(
+    builder: ContainerBuilder,
+    ctx: &Ctx,
+    args: &InitArgs,
+    detach: bool,
+    root: &Path,
+    bundle: &Path,
+) -> Result<Container> {
+    let id = &args.id;
+    let cgroups = Cgroups::detect().with_context(|| format!("create container {id}"))?;
+    let control = devices::prepare(bundle, id, &cgroups)?;
+    let mut container = libcontainer_create(builder, ctx, args, detach, root, bundle)?;
+    if let Err(e) = control.enforce(&container) {
+        if let Err(d) = container.delete(true) {
+            tracing::warn!(container = %id, error = %d, "delete a container whose device rules failed");
+        }
+        return Err(e);
+    }
+    Ok(container)
 }
 
 /// libcontainer's own create, for configs berth's path leaves to it.

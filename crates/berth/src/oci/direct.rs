@@ -27,6 +27,7 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use berth_runtime::cgroup::{CgroupVersion, Cgroups};
+use berth_runtime::device_filter::{self, DeviceRules};
 use libcgroups::common::CgroupConfig;
 use libcontainer::config::YoukiConfig;
 use libcontainer::container::{Container, ContainerStatus};
@@ -125,10 +126,24 @@ pub fn plan(bundle: &Path, systemd: bool) -> Result<Plan, String> {
         .filter(|p| p.starts_with('/'))
         .ok_or("a cgroups path that is not an absolute cgroupfs path")?
         .to_owned();
-    let writes = resources::v1_writes(linux.resources().as_ref())?;
+    let mut writes = resources::v1_writes(linux.resources().as_ref())?;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string())?;
     if cgroups.version() != CgroupVersion::V1 {
-        return Err("cgroup v2 (device rules need libcontainer's eBPF program)".into());
+        return Err("cgroup v2 (resources through libcontainer, devices through berth's BPF program)".into());
+    }
+    if !cgroups.has_controller("devices") {
+        // Nothing to enforce for rules that allow every device
+        // (privileged); any other rules the fallback refuses.
+        let rules = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        let all = rules.into_iter().chain(device_filter::default_rules());
+        if !DeviceRules::from_oci(&all.collect::<Vec<_>>()).is_ok_and(|r| r.allows_everything()) {
+            return Err("no devices controller".into());
+        }
+        writes.retain(|w| w.controller != "devices");
     }
     Ok(Plan {
         spec,

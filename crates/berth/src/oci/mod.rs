@@ -8,6 +8,7 @@
 mod bundle;
 mod create;
 mod delete;
+mod devices;
 mod direct;
 mod exec;
 mod features;

@@ -2,7 +2,8 @@
 //! path ([`super::direct`]). What this does not translate is named, and
 //! the container then takes libcontainer's path instead.
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use berth_runtime::device_filter::DEFAULT_ALLOWED;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 /// One value written to one file of a controller's hierarchy.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,8 +108,7 @@ pub fn v1_writes(res: Option<&LinuxResources>) -> Result<Vec<Write>, String> {
 }
 
 /// The spec's device rules in order, then the devices every container gets
-/// (as runc and libcontainer add them): the standard character devices,
-/// mknod of any device, /dev/console, the ptys and /dev/net/tun.
+/// ([`DEFAULT_ALLOWED`], the same list berth's v2 program appends).
 fn device_writes(rules: &[LinuxDeviceCgroup], out: &mut Vec<Write>) {
     for r in rules {
         let file = if r.allow() {
@@ -118,21 +118,7 @@ fn device_writes(rules: &[LinuxDeviceCgroup], out: &mut Vec<Write>) {
         };
         out.push(w("devices", file, r));
     }
-    const DEFAULTS: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] = &[
-        (LinuxDeviceType::C, Some(1), Some(3), "rwm"),    // null
-        (LinuxDeviceType::C, Some(1), Some(5), "rwm"),    // zero
-        (LinuxDeviceType::C, Some(1), Some(7), "rwm"),    // full
-        (LinuxDeviceType::C, Some(5), Some(0), "rwm"),    // tty
-        (LinuxDeviceType::C, Some(1), Some(9), "rwm"),    // urandom
-        (LinuxDeviceType::C, Some(1), Some(8), "rwm"),    // random
-        (LinuxDeviceType::C, None, None, "m"),            // mknod of any char device
-        (LinuxDeviceType::B, None, None, "m"),            // mknod of any block device
-        (LinuxDeviceType::C, Some(5), Some(1), "rwm"),    // console
-        (LinuxDeviceType::C, Some(136), None, "rwm"),     // pty slaves
-        (LinuxDeviceType::C, Some(5), Some(2), "rwm"),    // ptmx
-        (LinuxDeviceType::C, Some(10), Some(200), "rwm"), // net/tun
-    ];
-    for &(typ, major, minor, access) in DEFAULTS {
+    for &(typ, major, minor, access) in DEFAULT_ALLOWED {
         let star = |n: Option<i64>| n.map_or_else(|| "*".to_owned(), |n| n.to_string());
         out.push(w(
             "devices",
@@ -145,8 +131,8 @@ fn device_writes(rules: &[LinuxDeviceCgroup], out: &mut Vec<Write>) {
 #[cfg(test)]
 mod tests {
     use oci_spec::runtime::{
-        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
-        LinuxResourcesBuilder,
+        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+        LinuxPidsBuilder, LinuxResourcesBuilder,
     };
 
     use super::*;
