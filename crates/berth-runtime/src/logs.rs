@@ -7,7 +7,7 @@
 //! carries more than [`MAX_RECORD_TEXT`] bytes of text.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -271,6 +271,12 @@ fn open_for_append(path: &Path) -> std::io::Result<File> {
 
 /// Writes the container's output recorded in `path`: each stream's text to
 /// its writer, `P` records joined with their `F` record.
+///
+/// What is printed is fixed when the call starts: the file's length then is
+/// the end, and `tail` counts back from there. Without `follow` the copy
+/// stops at that end even if the app keeps writing (an app that logs faster
+/// than we read would otherwise never let us finish); with `follow` it goes
+/// on from there until `stop` says so.
 pub fn copy_log(
     path: &Path,
     out_stdout: &mut dyn Write,
@@ -283,17 +289,38 @@ pub fn copy_log(
         source,
     };
     let mut file = File::open(path).map_err(io_err)?;
+    let end = file.metadata().map_err(io_err)?.len();
+    let start = match opts.tail {
+        Some(n) => tail_start(&file, end, n).map_err(io_err)?,
+        None => 0,
+    };
+    file.seek(SeekFrom::Start(start)).map_err(io_err)?;
     let mut copier = Copier {
-        skip: 0,
         in_message: [false; 2],
         timestamps: opts.timestamps,
     };
-    if let Some(n) = opts.tail {
-        copier.skip = count_messages(&mut file).map_err(io_err)?.saturating_sub(n);
-        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    }
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
+    if !opts.follow {
+        let mut bounded = (&mut reader).take(end - start);
+        loop {
+            line.clear();
+            bounded.read_until(b'\n', &mut line).map_err(io_err)?;
+            if line.ends_with(b"\n") {
+                copier.record(&line, out_stdout, out_stderr).map_err(io_err)?;
+                continue;
+            }
+            // A last record without its newline is shown only when the
+            // writer is done (cut by a crash); while it runs, the rest of
+            // that record may be on its way.
+            if !line.is_empty() && stop() {
+                copier.record(&line, out_stdout, out_stderr).map_err(io_err)?;
+            }
+            out_stdout.flush().map_err(io_err)?;
+            out_stderr.flush().map_err(io_err)?;
+            return Ok(());
+        }
+    }
     let mut stopping = false;
     loop {
         reader.read_until(b'\n', &mut line).map_err(io_err)?;
@@ -305,13 +332,12 @@ pub fn copy_log(
         // End of the file for now; `line` may hold a record being written.
         out_stdout.flush().map_err(io_err)?;
         out_stderr.flush().map_err(io_err)?;
-        if !opts.follow {
+        if stopping {
             if !line.is_empty() {
                 copier.record(&line, out_stdout, out_stderr).map_err(io_err)?;
+                out_stdout.flush().map_err(io_err)?;
+                out_stderr.flush().map_err(io_err)?;
             }
-            return Ok(());
-        }
-        if stopping {
             return Ok(());
         }
         if stop() {
@@ -330,18 +356,63 @@ pub fn copy_log(
     }
 }
 
-/// Counts complete messages (`F` records).
-fn count_messages(file: &mut File) -> std::io::Result<usize> {
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
-    let mut count = 0;
-    while reader.read_until(b'\n', &mut line)? > 0 {
-        if split_record(&line).is_ok_and(|r| !r.partial) {
-            count += 1;
-        }
-        line.clear();
+/// Where the last `n` complete messages before `end` begin: just after the
+/// `F` record that ends the message before them (0 when there are no more
+/// than `n`). `P` records after the last `F` (a line still being written)
+/// come along, as they belong to no counted message. The file is read
+/// backwards from `end` in blocks, so the cost is that of the tail, not of
+/// the whole log.
+fn tail_start(file: &File, end: u64, n: usize) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 64 * 1024;
+    // Enough of a record's head for its timestamp, stream and tag.
+    const HEAD: usize = 64;
+    if end == 0 {
+        return Ok(0);
     }
-    Ok(count)
+    let mut last = [0u8];
+    file.read_exact_at(&mut last, end - 1)?;
+    // The last record counts only when its newline is before `end`.
+    let last_complete = last[0] == b'\n';
+    let mut seen = 0;
+    // Start of the record after the one looked at.
+    let mut next_start = end;
+    let mut block_end = end;
+    let mut buf = Vec::new();
+    loop {
+        let block_start = block_end.saturating_sub(BLOCK);
+        // The block, plus the heads of records that begin in it.
+        let read_end = (block_end + HEAD as u64).min(end);
+        buf.resize((read_end - block_start) as usize, 0);
+        file.read_exact_at(&mut buf, block_start)?;
+        let block_len = (block_end - block_start) as usize;
+        // Records begin after each newline, and at offset 0.
+        let starts = (0..block_len)
+            .rev()
+            .filter(|&i| buf[i] == b'\n')
+            .map(|i| i + 1)
+            .chain((block_start == 0).then_some(0));
+        for i in starts {
+            let start = block_start + i as u64;
+            if start >= end {
+                continue;
+            }
+            let head = &buf[i..(i + HEAD).min(buf.len())];
+            let head = head.split(|&b| b == b'\n').next().unwrap_or(head);
+            let complete = next_start < end || last_complete;
+            if complete && split_record(head).is_ok_and(|r| !r.partial) {
+                seen += 1;
+                if seen > n {
+                    return Ok(next_start);
+                }
+            }
+            next_start = start;
+        }
+        if block_start == 0 {
+            return Ok(0);
+        }
+        block_end = block_start;
+    }
 }
 
 /// The file now at `path` when it is no longer the one being read (rotated
@@ -369,8 +440,6 @@ fn replaced(path: &Path, current: &mut File) -> std::io::Result<Option<File>> {
 }
 
 struct Copier {
-    /// Complete messages still to skip for `tail`.
-    skip: usize,
     /// Per stream: a `P` record was written and its line is not finished.
     in_message: [bool; 2],
     timestamps: bool,
@@ -388,12 +457,6 @@ impl Copier {
         let Ok(rec) = split_record(line) else {
             return Ok(());
         };
-        if self.skip > 0 {
-            if !rec.partial {
-                self.skip -= 1;
-            }
-            return Ok(());
-        }
         let idx = rec.stream.index();
         let out = match rec.stream {
             Stream::Stdout => out_stdout,
@@ -484,6 +547,95 @@ mod tests {
         copy_log(&path, &mut out, &mut err, &opts, &|| true).unwrap();
         assert_eq!(out, b"2016-10-06T00:17:10.1Z two\n");
         assert_eq!(err, b"2016-10-06T00:17:11Z three\n");
+    }
+
+    fn tail_of(content: &str, n: usize) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(&path, content).unwrap();
+        let opts = LogOptions {
+            tail: Some(n),
+            ..Default::default()
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        copy_log(&path, &mut out, &mut err, &opts, &|| false).unwrap();
+        String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap()
+    }
+
+    #[test]
+    fn tail_counts_back_across_blocks() {
+        // Records of varying length, spanning several 64 KiB blocks, with a
+        // long line cut into P records in the middle.
+        let mut log = String::new();
+        let mut want = Vec::new();
+        for i in 0..5000 {
+            let text = format!("message {i} {}", "y".repeat(i % 97));
+            if i == 4990 {
+                log += &format!("2016-10-06T00:17:09.1Z stdout P {}\n", "z".repeat(70));
+                want.push(format!("{}{text}", "z".repeat(70)));
+            } else {
+                want.push(text.clone());
+            }
+            log += &format!("2016-10-06T00:17:09.{i}Z stdout F {text}\n");
+        }
+        for n in [0, 1, 9, 10, 11, 20, 1234, 4999, 5000, 6000] {
+            let got = tail_of(&log, n);
+            let from = want.len().saturating_sub(n);
+            let expect: String = want[from..].iter().map(|l| format!("{l}\n")).collect();
+            assert_eq!(got, expect, "tail {n}");
+        }
+        assert_eq!(tail_of("", 3), "");
+    }
+
+    #[test]
+    fn tail_leaves_out_a_record_still_being_written() {
+        let log = "2016-10-06T00:17:09Z stdout F one\n\
+                   2016-10-06T00:17:10Z stdout F two\n\
+                   2016-10-06T00:17:11Z stdout F thr";
+        // The unfinished record is not a message (and, while the writer
+        // runs, not shown): the last two are one and two.
+        assert_eq!(tail_of(log, 2), "one\ntwo\n");
+        // Trailing P records (a line still going on) come along.
+        let log = "2016-10-06T00:17:09Z stdout F one\n\
+                   2016-10-06T00:17:10Z stdout F two\n\
+                   2016-10-06T00:17:11Z stdout P prompt> \n";
+        assert_eq!(tail_of(log, 1), "two\nprompt> ");
+    }
+
+    #[test]
+    fn copy_stops_at_the_length_it_found_while_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        for i in 0..100 {
+            w.write(Stream::Stdout, format!("early {i}\n").as_bytes())
+                .unwrap();
+        }
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Faster than any reader, until the reader is done.
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..1000 {
+                        w.write(Stream::Stdout, b"late\n").unwrap();
+                    }
+                }
+            });
+            for tail in [None, Some(5)] {
+                let opts = LogOptions {
+                    tail,
+                    ..Default::default()
+                };
+                let mut out = Vec::new();
+                copy_log(&path, &mut out, &mut std::io::sink(), &opts, &|| false).unwrap();
+                let out = String::from_utf8(out).unwrap();
+                match tail {
+                    None => assert!(out.starts_with("early 0\nearly 1\n")),
+                    Some(n) => assert_eq!(out.lines().count(), n, "{out}"),
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     #[test]

@@ -58,6 +58,7 @@ on_each_handler!(
     gc_removes_exited_pods_after_the_grace_period_only,
     interactive_run_takes_stdin_with_and_without_a_tty,
     logs_follow_until_the_app_exits,
+    logs_tail_of_an_app_that_writes_forever_ends,
     sigterm_to_a_foreground_run_stops_the_pod_gracefully,
 );
 
@@ -688,6 +689,76 @@ fn logs_follow_until_the_app_exits(handler: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "tick 4\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "warn 4\n");
     b.ok("default", &["rm", "slow"]);
+    assert_clean(&b);
+}
+
+/// Waits for `child` at most `limit`; kills it (by its pid) and fails when
+/// it is still running then.
+fn wait_or_kill(mut child: std::process::Child, limit: Duration, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    // Drain the pipes meanwhile, so a full pipe cannot hold the child.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn logs_tail_of_an_app_that_writes_forever_ends(handler: &str) {
+    let b = berth_on(handler);
+    b.ok(
+        "default",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flood",
+            &busybox(),
+            "--",
+            "sh",
+            "-c",
+            "while :; do echo line; done",
+        ],
+    );
+    // `run -d` returns once the app started; a second of it is megabytes of
+    // log, many blocks of reading backwards.
+    std::thread::sleep(Duration::from_secs(1));
+    // The last 20 lines as of its start, then the end, however fast the
+    // app goes on writing. The bound is only there to fail rather than
+    // hang.
+    let child = b.spawn("default", &["logs", "--tail", "20", "flood"]);
+    let out = wait_or_kill(child, Duration::from_secs(60), "berth logs --tail 20");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line\n".repeat(20));
+    // Without --tail too: everything up to where it started, then the end.
+    let child = b.spawn("default", &["logs", "flood"]);
+    let out = wait_or_kill(child, Duration::from_secs(60), "berth logs");
+    assert!(out.status.success());
+    assert!(out.stdout.starts_with(b"line\nline\n") && out.stdout.ends_with(b"line\n"));
+    b.ok("default", &["rm", "-f", "flood"]);
     assert_clean(&b);
 }
 

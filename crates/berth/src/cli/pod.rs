@@ -51,10 +51,11 @@ pub struct ExecArgs {
 
 #[derive(Args)]
 pub struct LogsArgs {
-    /// Keep printing as the app writes.
+    /// Keep printing as the app writes (from where the log ended when
+    /// `logs` started, after the lines printed up to there).
     #[arg(short, long)]
     pub follow: bool,
-    /// Only the last N lines.
+    /// Only the last N lines of the log as it was when `logs` started.
     #[arg(long)]
     pub tail: Option<usize>,
     /// Prefix each line with its time.
