@@ -1,6 +1,7 @@
 //! containerd's defaults for what a container sees of /proc and /sys.
 
-use crate::model::SecurityContext;
+use super::host::HostInfo;
+use crate::model::{Mount, SecurityContext};
 
 /// Hidden from the container (a /dev/null or empty tmpfs over each).
 pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
@@ -43,4 +44,26 @@ pub fn protected_paths(sec: &SecurityContext, privileged: bool) -> (Vec<String>,
         .clone()
         .unwrap_or_else(|| owned(&DEFAULT_READONLY_PATHS));
     (masked, readonly)
+}
+
+/// The container's cgroup v1 hierarchies (/sys/fs/cgroup/NAME), remounted
+/// read-only: the spec's /sys/fs/cgroup mount says `ro`, but libcontainer
+/// bind-mounts each v1 hierarchy into it read-write (runc honours the `ro`),
+/// so without this a default container could write its cgroup's limits and
+/// cgroup.procs, and the name=systemd hierarchy, which berth's cgroup driver
+/// does not join, from its root. Nothing for privileged containers, on
+/// cgroup v2 hosts, or when a requested mount covers /sys/fs/cgroup.
+pub fn cgroup_v1_readonly_paths(host: &HostInfo, privileged: bool, requested: &[Mount]) -> Vec<String> {
+    let cgroup = std::path::Path::new("/sys/fs/cgroup");
+    let covered = requested.iter().any(|m| {
+        let dest = std::path::Path::new(&m.destination);
+        dest.starts_with(cgroup) || cgroup.starts_with(dest)
+    });
+    if privileged || host.cgroup_v2 || covered {
+        return Vec::new();
+    }
+    host.cgroup_v1_hierarchies
+        .iter()
+        .map(|name| format!("/sys/fs/cgroup/{name}"))
+        .collect()
 }

@@ -15,6 +15,10 @@ const CGROUP2_MAGIC: u64 = 0x6367_7270;
 pub struct HostInfo {
     /// /sys/fs/cgroup is cgroup2 (unified): containers get a cgroup namespace.
     pub cgroup_v2: bool,
+    /// Names of the cgroup v1 hierarchies mounted under /sys/fs/cgroup
+    /// (`memory`, `cpu,cpuacct`, `systemd`): the directories a runtime
+    /// mounts them on in a container.
+    pub cgroup_v1_hierarchies: Vec<String>,
     /// AppArmor is enabled (/sys/module/apparmor/parameters/enabled is Y).
     pub apparmor: bool,
     /// Highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap).
@@ -41,6 +45,9 @@ impl HostInfo {
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
             .map(|s| s.f_type as u64 == CGROUP2_MAGIC)
             .unwrap_or(false);
+        let cgroup_v1_hierarchies = std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| cgroup_v1_hierarchies(&m))
+            .unwrap_or_default();
         let cap_last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -63,6 +70,7 @@ impl HostInfo {
         }
         HostInfo {
             cgroup_v2,
+            cgroup_v1_hierarchies,
             apparmor,
             cap_last_cap,
             cap_bounding,
@@ -75,6 +83,7 @@ impl HostInfo {
     pub fn unrestricted(cgroup_v2: bool) -> HostInfo {
         HostInfo {
             cgroup_v2,
+            cgroup_v1_hierarchies: Vec::new(),
             apparmor: false,
             cap_last_cap: 40,
             cap_bounding: u64::MAX,
@@ -87,6 +96,21 @@ impl HostInfo {
     pub fn hard_limit(&self, kind: PosixRlimitType) -> Option<u64> {
         self.rlimit_hard[rlimit_index(kind)]
     }
+}
+
+/// The last path component of every cgroup (v1) mount directly under
+/// /sys/fs/cgroup in a mountinfo text.
+fn cgroup_v1_hierarchies(mountinfo: &str) -> Vec<String> {
+    let mut names: Vec<String> = mountinfo
+        .lines()
+        .filter(|l| l.split(" - ").nth(1).and_then(|t| t.split(' ').next()) == Some("cgroup"))
+        .filter_map(|l| l.split(' ').nth(4)?.strip_prefix("/sys/fs/cgroup/"))
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 const RESOURCES: [Resource; RLIMIT_COUNT] = [
@@ -128,5 +152,24 @@ pub fn rlimit_index(kind: PosixRlimitType) -> usize {
         RlimitNice => 13,
         RlimitRtprio => 14,
         RlimitRttime => 15,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cgroup_v1_hierarchies_are_the_cgroup_mounts_under_sys_fs_cgroup() {
+        let mountinfo = "\
+30 22 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:4 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:5 - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid shared:6 - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:7 - cgroup cgroup rw,cpu,cpuacct
+34 30 0:30 / /sys/fs/cgroup/memory rw,nosuid shared:8 - cgroup cgroup rw,memory
+35 1 0:30 / /mnt/memory rw,nosuid shared:8 - cgroup cgroup rw,memory
+";
+        assert_eq!(
+            super::cgroup_v1_hierarchies(mountinfo),
+            ["cpu,cpuacct", "memory", "systemd"]
+        );
     }
 }

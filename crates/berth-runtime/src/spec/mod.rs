@@ -211,7 +211,8 @@ pub fn generate_with(input: &SpecInput, host: &HostInfo) -> Result<Generated, Sp
     } else {
         seccomp::for_request(sec.seccomp.as_ref().or(pod.seccomp.as_ref()), &caps)?
     };
-    let (masked, readonly) = defaults::protected_paths(sec, privileged);
+    let (masked, mut readonly) = defaults::protected_paths(sec, privileged);
+    readonly.extend(defaults::cgroup_v1_readonly_paths(host, privileged, &ctr.mounts));
     let devs = devices::plan(&ctr.devices, privileged)?;
     let sysctls = resources::sysctls(pod, ctr, &ns.modes)?;
     let readonly_rootfs = sec.readonly_rootfs || pod.readonly_rootfs;

@@ -139,6 +139,26 @@ fn default_spec_has_the_default_capabilities_paths_and_no_seccomp_unless_asked()
 }
 
 #[test]
+fn cgroup_v1_hierarchies_are_read_only_unless_privileged() {
+    let mut f = Fixture::new();
+    f.host.cgroup_v1_hierarchies = strings(&["cpu,cpuacct", "systemd"]);
+    let readonly = |f: &Fixture| linux(&f.spec()).readonly_paths().clone().unwrap();
+    let mut want = strings(&DEFAULT_READONLY_PATHS);
+    want.extend(strings(&["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/systemd"]));
+    assert_eq!(readonly(&f), want);
+    // A request's own read-only paths (even none) do not drop them.
+    f.ctr.security.readonly_paths = Some(Vec::new());
+    assert_eq!(readonly(&f).len(), 2);
+    f.ctr.security.readonly_paths = None;
+    f.host.cgroup_v2 = true;
+    assert_eq!(readonly(&f), strings(&DEFAULT_READONLY_PATHS));
+    f.host.cgroup_v2 = false;
+    f.ctr.security.privileged = true;
+    f.pod.privileged = true;
+    assert!(readonly(&f).is_empty());
+}
+
+#[test]
 fn runtime_default_seccomp_is_applied_from_container_or_pod() {
     let mut f = Fixture::new();
     f.pod.seccomp = Some(Seccomp::RuntimeDefault);
