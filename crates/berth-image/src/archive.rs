@@ -148,17 +148,30 @@ impl Images {
         if let Some(index) = small.get("index.json") {
             let idx: media::Index =
                 serde_json::from_slice(index).map_err(|e| archive_err(format!("index.json: {e}")))?;
-            let mut out = Vec::new();
+            let mut found = Vec::new();
             for desc in &idx.manifests {
-                let name = image_name(desc, base_name)?;
                 if !self.store.content().exists(&desc.digest) {
                     return Err(archive_err(format!(
                         "index.json names {} which the archive lacks",
                         desc.digest
                     )));
                 }
+                let own = own_name(desc)?;
+                found.push((
+                    format!("index.json entry {}", desc.digest),
+                    desc.clone(),
+                    vec![own],
+                ));
+            }
+            // Every name is settled before anything is recorded, so an
+            // ambiguous archive leaves the store as it was.
+            let named = name_images(&found, base_name)?;
+            let mut out = Vec::new();
+            for ((_, desc, _), names) in found.iter().zip(named) {
                 self.unpack_local(lease, desc)?;
-                out.push(self.record(ns, &name, desc)?);
+                for name in names {
+                    out.push(self.record(ns, &name, desc)?);
+                }
             }
             return Ok(out);
         }
@@ -169,7 +182,7 @@ impl Images {
         };
         let entries: Vec<DockerEntry> =
             serde_json::from_slice(manifest).map_err(|e| archive_err(format!("manifest.json: {e}")))?;
-        let mut out = Vec::new();
+        let mut found = Vec::new();
         for entry in entries {
             let config = resolve(&entry.config)?;
             let mut layers = Vec::new();
@@ -197,19 +210,24 @@ impl Images {
             let digest = self.store.content().write_all(&bytes, None)?;
             self.store.lease_add(lease, &Resource::Blob(digest.clone()))?;
             let desc = Descriptor::new(media::OCI_MANIFEST, digest, bytes.len() as u64);
-            self.unpack_local(lease, &desc)?;
-            let tags = entry.repo_tags.unwrap_or_default();
-            if tags.is_empty() {
-                let Some(base) = base_name else {
-                    return Err(archive_err(format!(
-                        "manifest.json entry {} has no RepoTags: give a name with --name",
-                        entry.config
-                    )));
-                };
-                out.push(self.record(ns, &Reference::parse(base)?.to_string(), &desc)?);
+            let what = format!("manifest.json entry {}", entry.config);
+            let mut own = Vec::new();
+            for t in entry.repo_tags.unwrap_or_default() {
+                let r =
+                    Reference::parse(&t).map_err(|e| archive_err(format!("{what}: RepoTags {t:?}: {e}")))?;
+                own.push(OwnName::Full(r));
             }
-            for t in tags {
-                out.push(self.record(ns, &Reference::parse(&t)?.to_string(), &desc)?);
+            if own.is_empty() {
+                own.push(OwnName::None);
+            }
+            found.push((what, desc, own));
+        }
+        let named = name_images(&found, base_name)?;
+        let mut out = Vec::new();
+        for ((_, desc, _), names) in found.iter().zip(named) {
+            self.unpack_local(lease, desc)?;
+            for name in names {
+                out.push(self.record(ns, &name, desc)?);
             }
         }
         Ok(out)
@@ -368,30 +386,158 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> std::
     tar.append_data(&mut h, name, data)
 }
 
-/// The name an index.json entry gives its image.
-fn image_name(desc: &Descriptor, base: Option<&str>) -> Result<String, ImageError> {
-    if let Some(n) = desc.annotations.get(NAME_ANNOTATION) {
-        return Ok(Reference::parse(n)?.to_string());
-    }
-    match (desc.annotations.get(REF_ANNOTATION), base) {
-        // A full reference (docker's and some tools' habit).
-        (Some(r), _) if r.contains('/') => Ok(Reference::parse(r)?.to_string()),
-        (Some(tag), Some(base)) => {
-            let mut r = Reference::parse(base)?;
-            r.tag = Some(tag.clone());
-            r.digest = None;
-            Ok(r.to_string())
+/// How an archive names one of its images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OwnName {
+    /// A whole reference: containerd's `io.containerd.image.name`, a
+    /// `ref.name` that is one (docker's and some tools' habit), a RepoTag.
+    Full(Reference),
+    /// A `ref.name` that is only a tag, as the OCI layout intends (skopeo's
+    /// `oci-archive:FILE:TAG`).
+    Tag(String),
+    None,
+}
+
+impl std::fmt::Display for OwnName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnName::Full(r) => write!(f, "{r}"),
+            OwnName::Tag(t) => write!(f, "tag {t:?}"),
+            OwnName::None => f.write_str("no name"),
         }
-        (None, Some(base)) => Ok(Reference::parse(base)?.to_string()),
-        (Some(tag), None) => Err(archive_err(format!(
-            "index.json entry {} is named only by tag {tag:?}: give a name with --name",
-            desc.digest
-        ))),
-        (None, None) => Err(archive_err(format!(
-            "index.json entry {} has no name: give one with --name",
-            desc.digest
-        ))),
     }
+}
+
+/// The name an index.json entry gives its image.
+fn own_name(desc: &Descriptor) -> Result<OwnName, ImageError> {
+    if let Some(n) = desc.annotations.get(NAME_ANNOTATION) {
+        return Reference::parse(n).map(OwnName::Full).map_err(|e| {
+            archive_err(format!(
+                "index.json entry {}: annotation {NAME_ANNOTATION} {n:?}: {e}",
+                desc.digest
+            ))
+        });
+    }
+    match desc.annotations.get(REF_ANNOTATION) {
+        None => Ok(OwnName::None),
+        Some(t) if berth_registry::reference::is_valid_tag(t) => Ok(OwnName::Tag(t.clone())),
+        Some(r) => Reference::parse(r).map(OwnName::Full).map_err(|e| {
+            archive_err(format!(
+                "index.json entry {}: annotation {REF_ANNOTATION} {r:?} is neither a tag nor a reference: {e}",
+                desc.digest
+            ))
+        }),
+    }
+}
+
+/// True when `base` (as the user wrote it) carries a tag or digest of its
+/// own; `Reference::parse` cannot say, as it fills in `latest`.
+fn names_a_tag(base: &str) -> bool {
+    base.contains('@') || base.rsplit('/').next().is_some_and(|last| last.contains(':'))
+}
+
+/// The names the images of an archive are stored under; `images` holds,
+/// per image, what it is called in errors, its descriptor and its own names.
+///
+/// Without a base, an image keeps its own full names; one named only by a
+/// tag, or not at all, is an error. With a base (`--name`):
+/// - a base with a tag or digest is the whole name of the archive's only
+///   image (an archive of several is refused);
+/// - otherwise the base is a repository: an own tag `T` gives `BASE:T`, an
+///   own full reference gives BASE with that reference's tag (and digest),
+///   an image with no name gets `BASE:latest` — but only one image may, and
+///   no two images may end up with the same name.
+fn name_images(
+    images: &[(String, Descriptor, Vec<OwnName>)],
+    base: Option<&str>,
+) -> Result<Vec<Vec<String>>, ImageError> {
+    let Some(base) = base else {
+        return images
+            .iter()
+            .map(|(what, _, own)| {
+                own.iter()
+                    .map(|o| match o {
+                        OwnName::Full(r) => Ok(r.to_string()),
+                        OwnName::Tag(t) => Err(archive_err(format!(
+                            "{what} is named only by tag {t:?}: give a name with --name"
+                        ))),
+                        OwnName::None => {
+                            Err(archive_err(format!("{what} has no name: give one with --name")))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+    };
+    let parsed = Reference::parse(base)?;
+    if names_a_tag(base) {
+        let distinct: std::collections::HashSet<&Digest> = images.iter().map(|(_, d, _)| &d.digest).collect();
+        if distinct.len() > 1 {
+            let list: Vec<String> = images
+                .iter()
+                .map(|(what, _, own)| format!("{what} ({})", join(own)))
+                .collect();
+            return Err(archive_err(format!(
+                "--name {base:?} has a tag or digest, so it can name only one image, but the archive holds {}: {}; give --name a repository without tag for each to keep its own tag",
+                distinct.len(),
+                list.join(", ")
+            )));
+        }
+        return Ok(images.iter().map(|_| vec![parsed.to_string()]).collect());
+    }
+    let unnamed: Vec<&str> = images
+        .iter()
+        .filter(|(_, _, own)| own.contains(&OwnName::None))
+        .map(|(what, _, _)| what.as_str())
+        .collect();
+    if unnamed.len() > 1 {
+        return Err(archive_err(format!(
+            "--name {base:?} would name {} images {parsed}: {} have no name of their own",
+            unnamed.len(),
+            unnamed.join(", ")
+        )));
+    }
+    // Which image took which name, to refuse two images under one.
+    let mut taken: HashMap<String, (&str, &Digest)> = HashMap::new();
+    let mut out = Vec::new();
+    for (what, desc, own) in images {
+        let mut names = Vec::new();
+        for o in own {
+            let mut r = parsed.clone();
+            match o {
+                OwnName::Full(own) => {
+                    r.tag = own.tag.clone();
+                    r.digest = own.digest.clone();
+                }
+                OwnName::Tag(t) => {
+                    r.tag = Some(t.clone());
+                    r.digest = None;
+                }
+                OwnName::None => {}
+            }
+            let name = r.to_string();
+            match taken.get(&name) {
+                Some((other, d)) if *d != &desc.digest => {
+                    return Err(archive_err(format!(
+                        "--name {base:?} gives {other} and {what} the same name {name}: import them one at a time with a full --name each"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    taken.insert(name.clone(), (what.as_str(), &desc.digest));
+                }
+            }
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        out.push(names);
+    }
+    Ok(out)
+}
+
+fn join(own: &[OwnName]) -> String {
+    own.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Media type of a layer blob from its first bytes (docker save does not say).
@@ -442,17 +588,147 @@ mod tests {
         );
     }
 
+    fn entry(n: u8, annotations: &[(&str, &str)]) -> (String, Descriptor, Vec<OwnName>) {
+        let mut d = Descriptor::new(media::OCI_MANIFEST, Digest::from_sha256(&[n; 32]), 1);
+        for (k, v) in annotations {
+            d.annotations.insert(k.to_string(), v.to_string());
+        }
+        let own = own_name(&d).unwrap();
+        (format!("entry {n}"), d, vec![own])
+    }
+
+    fn names(
+        images: &[(String, Descriptor, Vec<OwnName>)],
+        base: Option<&str>,
+    ) -> Result<Vec<Vec<String>>, String> {
+        name_images(images, base).map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn names_from_annotations() {
-        let mut d = Descriptor::new(media::OCI_MANIFEST, Digest::from_sha256(&[1; 32]), 1);
-        d.annotations.insert(REF_ANNOTATION.into(), "v1".into());
-        assert_eq!(
-            image_name(&d, Some("example.com/app")).unwrap(),
-            "example.com/app:v1"
+    fn own_names_from_annotations() {
+        let (_, _, own) = entry(1, &[(REF_ANNOTATION, "v1")]);
+        assert_eq!(own, [OwnName::Tag("v1".into())]);
+        // skopeo's oci-archive:FILE:busybox:latest writes a reference here.
+        let (_, _, own) = entry(1, &[(REF_ANNOTATION, "busybox:latest")]);
+        assert_eq!(own, [OwnName::Full(Reference::parse("busybox:latest").unwrap())]);
+        // containerd's own annotation wins over ref.name.
+        let (_, _, own) = entry(
+            1,
+            &[(REF_ANNOTATION, "latest"), (NAME_ANNOTATION, "example.com/a:1")],
         );
-        let err = image_name(&d, None).unwrap_err().to_string();
+        assert_eq!(own, [OwnName::Full(Reference::parse("example.com/a:1").unwrap())]);
+        let mut d = Descriptor::new(media::OCI_MANIFEST, Digest::from_sha256(&[1; 32]), 1);
+        d.annotations.insert(REF_ANNOTATION.into(), "Bad Name!".into());
+        let err = own_name(&d).unwrap_err().to_string();
+        assert!(err.contains(REF_ANNOTATION) && err.contains("Bad Name!"), "{err}");
+    }
+
+    #[test]
+    fn names_without_a_base_are_the_archives_own() {
+        let full = entry(1, &[(REF_ANNOTATION, "busybox:latest")]);
+        assert_eq!(
+            names(&[full], None).unwrap(),
+            [["docker.io/library/busybox:latest"]]
+        );
+        let err = names(&[entry(1, &[(REF_ANNOTATION, "v1")])], None).unwrap_err();
         assert!(err.contains("\"v1\"") && err.contains("--name"), "{err}");
-        d.annotations.insert(NAME_ANNOTATION.into(), "busybox:1".into());
-        assert_eq!(image_name(&d, None).unwrap(), "docker.io/library/busybox:1");
+        let err = names(&[entry(1, &[])], None).unwrap_err();
+        assert!(err.contains("entry 1") && err.contains("--name"), "{err}");
+    }
+
+    #[test]
+    fn a_base_without_tag_is_the_repository_for_each_images_own_tag() {
+        // A bare tag: BASE:TAG.
+        assert_eq!(
+            names(&[entry(1, &[(REF_ANNOTATION, "v1")])], Some("example.com/app")).unwrap(),
+            [["example.com/app:v1"]]
+        );
+        // A full reference: its tag on BASE's repository (the report:
+        // `--name busybox` with ref.name busybox:latest).
+        assert_eq!(
+            names(
+                &[entry(1, &[(REF_ANNOTATION, "busybox:latest")])],
+                Some("busybox")
+            )
+            .unwrap(),
+            [["docker.io/library/busybox:latest"]]
+        );
+        assert_eq!(
+            names(
+                &[entry(1, &[(REF_ANNOTATION, "other.io/x/y:2.0")])],
+                Some("localhost:5000/mine")
+            )
+            .unwrap(),
+            [["localhost:5000/mine:2.0"]]
+        );
+        // No name of its own: BASE:latest.
+        assert_eq!(
+            names(&[entry(1, &[])], Some("app")).unwrap(),
+            [["docker.io/library/app:latest"]]
+        );
+        // Several images, each keeping its tag.
+        assert_eq!(
+            names(
+                &[
+                    entry(1, &[(REF_ANNOTATION, "v1")]),
+                    entry(2, &[(REF_ANNOTATION, "a/b:v2")])
+                ],
+                Some("app")
+            )
+            .unwrap(),
+            [["docker.io/library/app:v1"], ["docker.io/library/app:v2"]]
+        );
+    }
+
+    #[test]
+    fn a_base_with_a_tag_names_a_single_image_as_is() {
+        assert_eq!(
+            names(&[entry(1, &[(REF_ANNOTATION, "busybox:1.36")])], Some("mine:v7")).unwrap(),
+            [["docker.io/library/mine:v7"]]
+        );
+        // A port is not a tag.
+        assert_eq!(
+            names(&[entry(1, &[(REF_ANNOTATION, "v1")])], Some("localhost:5000/app")).unwrap(),
+            [["localhost:5000/app:v1"]]
+        );
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            names(&[entry(1, &[])], Some(&format!("app@{d}"))).unwrap(),
+            [[format!("docker.io/library/app@{d}")]]
+        );
+    }
+
+    #[test]
+    fn ambiguous_names_are_refused_naming_the_images() {
+        let two = [
+            entry(1, &[(REF_ANNOTATION, "v1")]),
+            entry(2, &[(REF_ANNOTATION, "v2")]),
+        ];
+        let err = names(&two, Some("app:x")).unwrap_err();
+        assert!(
+            err.contains("--name \"app:x\"") && err.contains("entry 1") && err.contains("entry 2"),
+            "{err}"
+        );
+        let err = names(&[entry(1, &[]), entry(2, &[])], Some("app")).unwrap_err();
+        assert!(
+            err.contains("--name \"app\"") && err.contains("entry 1, entry 2"),
+            "{err}"
+        );
+        let clash = [
+            entry(1, &[(REF_ANNOTATION, "a:v1")]),
+            entry(2, &[(REF_ANNOTATION, "b:v1")]),
+        ];
+        let err = names(&clash, Some("app")).unwrap_err();
+        assert!(
+            err.contains("entry 1 and entry 2") && err.contains("docker.io/library/app:v1"),
+            "{err}"
+        );
+        // The same image twice is no clash.
+        let mut same = entry(1, &[(REF_ANNOTATION, "a:v1")]);
+        same.0 = "entry 1 again".into();
+        assert_eq!(
+            names(&[entry(1, &[(REF_ANNOTATION, "b:v1")]), same], Some("app")).unwrap(),
+            [["docker.io/library/app:v1"], ["docker.io/library/app:v1"]]
+        );
     }
 }

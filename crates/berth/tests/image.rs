@@ -349,6 +349,165 @@ fn export_import_round_trip_and_foreign_archives() {
 }
 
 #[test]
+fn import_name_is_a_base_reference_for_the_archives_own_names() {
+    let reg = registry();
+    let reference = format!("{reg}/busybox:latest");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = |file: &str, what: &str| {
+        let path = dir.path().join(file);
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("{what}:{}:{}", path.display(), file.trim_end_matches(".tar")),
+        ]);
+        path.to_str().unwrap().to_string()
+    };
+    let names = |b: &Berth| {
+        let mut v: Vec<String> = b
+            .ok("default", &["image", "ls", "-q"])
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    // skopeo writes `busybox:latest` into ref.name, a reference, not a tag.
+    let oci_ref = {
+        let path = dir.path().join("ref.tar");
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("oci-archive:{}:busybox:latest", path.display()),
+        ]);
+        path.to_str().unwrap().to_string()
+    };
+    let b = Berth::new();
+    b.ok("default", &["image", "import", "--name", "busybox", &oci_ref]);
+    b.ok("default", &["image", "import", &oci_ref]);
+    b.ok(
+        "default",
+        &["image", "import", "--name", "example.com/x", &oci_ref],
+    );
+    assert_eq!(
+        names(&b),
+        ["docker.io/library/busybox:latest", "example.com/x:latest"]
+    );
+
+    // A bare tag: BASE:TAG; BASE with a tag of its own is the whole name.
+    let oci_tag = archive("v9.tar", "oci-archive");
+    let b = Berth::new();
+    b.ok(
+        "default",
+        &["image", "import", "--name", "example.com/app", &oci_tag],
+    );
+    b.ok(
+        "default",
+        &["image", "import", "--name", "example.com/pinned:7", &oci_tag],
+    );
+    assert_eq!(names(&b), ["example.com/app:v9", "example.com/pinned:7"]);
+
+    // docker save: each RepoTag's tag onto BASE.
+    let docker = dir.path().join("docker.tar");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("docker-archive:{}:example.com/saved:1", docker.display()),
+    ]);
+    let b = Berth::new();
+    b.ok(
+        "default",
+        &["image", "import", "--name", "other", docker.to_str().unwrap()],
+    );
+    assert_eq!(names(&b), ["docker.io/library/other:1"]);
+
+    // Two images in one archive (berth's export, containerd's annotations).
+    let b = Berth::new();
+    b.ok("default", &["image", "pull", &reference]);
+    b.ok("default", &["image", "pull", &format!("{reg}/busybox:docker")]);
+    b.ok(
+        "default",
+        &[
+            "image",
+            "tag",
+            &format!("{reg}/busybox:docker"),
+            "elsewhere/bb:latest",
+        ],
+    );
+    let two = dir.path().join("two.tar");
+    let clash = dir.path().join("clash.tar");
+    b.ok(
+        "default",
+        &[
+            "image",
+            "export",
+            "-o",
+            two.to_str().unwrap(),
+            &reference,
+            &format!("{reg}/busybox:docker"),
+        ],
+    );
+    b.ok(
+        "default",
+        &[
+            "image",
+            "export",
+            "-o",
+            clash.to_str().unwrap(),
+            &reference,
+            "elsewhere/bb:latest",
+        ],
+    );
+    let b2 = Berth::new();
+    b2.ok(
+        "default",
+        &[
+            "image",
+            "import",
+            "--name",
+            "example.com/both",
+            two.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(names(&b2), ["example.com/both:docker", "example.com/both:latest"]);
+    // Ambiguous: one tagged name for two images, or two images onto one
+    // name. Refused, naming them, with nothing stored.
+    let b3 = Berth::new();
+    let err = b3.fails(
+        "default",
+        &[
+            "image",
+            "import",
+            "--name",
+            "example.com/one:1",
+            two.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("--name \"example.com/one:1\"") && err.contains("holds 2"),
+        "{err}"
+    );
+    let err = b3.fails(
+        "default",
+        &[
+            "image",
+            "import",
+            "--name",
+            "example.com/one",
+            clash.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("the same name example.com/one:latest")
+            && err.matches("index.json entry sha256:").count() == 2,
+        "{err}"
+    );
+    assert!(names(&b3).is_empty());
+}
+
+#[test]
 fn corrupt_archive_is_refused_naming_the_blob_and_stores_nothing() {
     let reg = registry();
     let b = Berth::new();

@@ -59,10 +59,21 @@ pub enum ImageCmd {
     /// Give an image another name.
     Tag { source: String, target: String },
     /// Load images from an OCI layout tar or a `docker save` tar ("-" for stdin).
+    ///
+    /// Each image keeps the name the archive gives it (containerd's
+    /// io.containerd.image.name, a reference in org.opencontainers.image.ref.name,
+    /// docker's RepoTags). An image named only by a tag, or not at all, needs
+    /// --name.
     Import {
         file: PathBuf,
-        /// Name for images the archive names only by tag (e.g. skopeo's oci-archive).
-        #[arg(long)]
+        /// A base reference. Without a tag (REPO): an image the archive tags
+        /// TAG becomes REPO:TAG, one it names by a whole reference keeps that
+        /// reference's tag (or digest) on REPO, an unnamed one is
+        /// REPO:latest. With a tag or digest (REPO:TAG): the name of the
+        /// archive's only image, as is. Refused, naming the images: a tagged
+        /// --name for several images, several unnamed images, two images
+        /// onto one name.
+        #[arg(long, value_name = "BASE")]
         name: Option<String>,
     },
     /// Write images to a tar (an OCI layout that `docker load` also reads).
