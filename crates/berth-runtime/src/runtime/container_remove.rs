@@ -17,7 +17,8 @@ impl Runtime {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.stop_container(&rec.id, Duration::ZERO)?;
+        let _lock = self.lock_container(&rec.id)?;
+        self.stop_locked(&rec.id, Duration::ZERO)?;
         self.handler(&rec.handler)?.delete(&rec.id, true)?;
         if let Some(pid) = rec.monitor_pid {
             // The monitor leaves once it has recorded the exit; its files

@@ -3,7 +3,10 @@
 use super::{ContainerState, Runtime, RuntimeError, now_nanos};
 
 impl Runtime {
+    /// Starts a created container. Holds the container's lock, so a stop
+    /// that arrives meanwhile waits and then stops what was started.
     pub fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let _lock = self.lock_container(id)?;
         let mut rec = self.get_container(id)?;
         let status = self.container_status(&rec)?;
         if status.state != ContainerState::Created {

@@ -255,6 +255,27 @@ impl Runtime {
     }
 
     /// The upper directory of a container's overlay: what it wrote.
+    /// Serializes start, stop and remove of one container, across threads
+    /// and processes (the daemon and the CLI): an exclusive `flock` on a
+    /// file in its state directory, released when the guard drops. A
+    /// container whose directory is already gone needs no lock.
+    pub(crate) fn lock_container(&self, id: &str) -> Result<Option<std::fs::File>, RuntimeError> {
+        let path = self.ctr_state_dir(id).join("lock");
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(RuntimeError::io("open lock", &path)(e)),
+        };
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| RuntimeError::io("lock", &path)(e.into()))?;
+        Ok(Some(file))
+    }
+
     pub fn writable_layer(&self, id: &str) -> PathBuf {
         self.ctr_root_dir(id).join("upper")
     }
