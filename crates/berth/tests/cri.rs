@@ -1116,3 +1116,110 @@ fn cri_runtime_handler_picks_the_oci_runtime() {
     drop(d);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+/// A container config of busybox running `command`, logging to
+/// `NAME/0.log` in the pod's log directory.
+fn busybox_container(name: &str, command: &[&str]) -> v1::ContainerConfig {
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: image(&busybox()),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        ..Default::default()
+    }
+}
+
+/// Pulls busybox and runs pod `name` on `handler` ("" = the default).
+async fn pod_on(ch: &Channel, name: &str, logs: &Path, handler: &str) -> (String, v1::PodSandboxConfig) {
+    let mut is = ImageServiceClient::new(ch.clone());
+    is.pull_image(v1::PullImageRequest {
+        image: image(&busybox()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let config = pod_config(name, logs);
+    let pod = RuntimeServiceClient::new(ch.clone())
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    (pod, config)
+}
+
+async fn create_ctr(
+    rs: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    sandbox: &v1::PodSandboxConfig,
+    config: v1::ContainerConfig,
+) -> Result<String, tonic::Status> {
+    rs.create_container(v1::CreateContainerRequest {
+        pod_sandbox_id: pod.to_string(),
+        config: Some(config),
+        sandbox_config: Some(sandbox.clone()),
+    })
+    .await
+    .map(|r| r.into_inner().container_id)
+}
+
+async fn start_ctr(rs: &mut RuntimeServiceClient<Channel>, ctr: &str) {
+    rs.start_container(v1::StartContainerRequest {
+        container_id: ctr.to_string(),
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn a_pod_without_namespace_options_shares_one_pid_namespace() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let (pod, sandbox) = pod_on(&ch, "sharedpid", &logs, "").await;
+        assert!(sandbox.linux.as_ref().unwrap().security_context.is_none());
+        let mut ids = Vec::new();
+        for (name, secs) in [("one", "1001"), ("two", "1002")] {
+            let ctr = create_ctr(&mut rs, &pod, &sandbox, busybox_container(name, &["sleep", secs]))
+                .await
+                .unwrap();
+            start_ctr(&mut rs, &ctr).await;
+            ids.push(ctr);
+        }
+        let out = rs
+            .exec_sync(v1::ExecSyncRequest {
+                container_id: ids[1].clone(),
+                cmd: vec!["ps".into(), "-o".into(), "args".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let ps = String::from_utf8_lossy(&out.stdout);
+        assert!(ps.contains("sleep 1001") && ps.contains("sleep 1002"), "{ps}");
+        let st = rs
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        let ns = st.linux.unwrap().namespaces.unwrap().options.unwrap();
+        assert_eq!(ns.pid, v1::NamespaceMode::Pod as i32, "{ns:?}");
+        remove_pod(&mut rs, &pod).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

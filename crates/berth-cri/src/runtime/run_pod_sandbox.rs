@@ -1,7 +1,7 @@
 //! RunPodSandbox: the CRI pod config mapped onto berth's `PodConfig`.
 
 use berth_runtime::RuntimeError;
-use berth_runtime::model::{DnsConfig, NamespaceOptions, PodConfig, PortMapping};
+use berth_runtime::model::{DnsConfig, PodConfig, PortMapping};
 use berth_store::StoreError;
 
 use crate::convert;
@@ -62,11 +62,9 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
     let linux = c.linux.unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     convert::check_selinux("RunPodSandbox", sc.selinux_options.as_ref());
-    let namespaces = sc
-        .namespace_options
-        .as_ref()
-        .map(convert::namespace_options)
-        .unwrap_or_else(NamespaceOptions::kubernetes);
+    // Absent options are the proto's zero value: POD for every namespace,
+    // PID included (kubelet always sends them; crictl and critest may not).
+    let namespaces = convert::namespace_options(&sc.namespace_options.unwrap_or_default());
     let mut annotations = convert::btree(c.annotations);
     annotations.insert(names::POD_NAME_ANNOTATION.into(), meta.name.clone());
     #[allow(deprecated)]
@@ -239,6 +237,23 @@ mod tests {
         );
         let p = pod_config(config(Some(0)), String::new()).unwrap();
         assert_eq!((p.run_as_user, p.run_as_group), (Some(0), Some(1000)));
+    }
+
+    #[test]
+    fn absent_namespace_options_mean_pod_for_every_namespace() {
+        let c = v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: "p".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ns = pod_config(c, String::new()).unwrap().namespaces;
+        use berth_runtime::model::NsMode;
+        assert_eq!(
+            (ns.network, ns.pid, ns.ipc),
+            (NsMode::Pod, NsMode::Pod, NsMode::Pod)
+        );
     }
 
     #[test]
