@@ -1223,3 +1223,36 @@ fn a_pod_without_namespace_options_shares_one_pid_namespace() {
     drop(d);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn a_failed_create_leaves_no_log_file() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        for handler in ["", "runc"] {
+            let (pod, sandbox) = pod_on(&ch, &format!("nolog{handler}"), &logs, handler).await;
+            let mut bad_mount = busybox_container("badmount", &["sleep", "1000"]);
+            bad_mount.mounts = vec![v1::Mount {
+                container_path: "/data".into(),
+                host_path: b.dir.path().join("no/such/dir").display().to_string(),
+                ..Default::default()
+            }];
+            for config in [busybox_container("nocmd", &["/no/such/command"]), bad_mount] {
+                let name = config.metadata.as_ref().unwrap().name.clone();
+                let log = logs.join(&config.log_path);
+                let e = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap_err();
+                assert!(
+                    !log.exists(),
+                    "handler {handler:?}: {name}: create failed ({e:?}) but left {}",
+                    log.display()
+                );
+            }
+            remove_pod(&mut rs, &pod).await;
+        }
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

@@ -173,6 +173,16 @@ impl Runtime {
             stdin_once: rec.config.stdin_once,
             oom_files: self.cgroups.oom_kill_files(&rec.cgroup),
         };
+        // The monitor creates the log file before the runtime's create.
+        // kubelet numbers a container's next attempt by the files in its log
+        // directory, so one left by a failed create would count as a run
+        // (containerd opens the log only at start).
+        if !rec.log_path.exists() {
+            let log = rec.log_path.clone();
+            undo.push("log file", move || {
+                let _ = std::fs::remove_file(&log);
+            });
+        }
         // The runtime moves the container's init into its cgroup a few ms
         // from now; let the kernel's migration lock get ready meanwhile.
         let _ = self.cgroups.prime_migration();
