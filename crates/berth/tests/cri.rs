@@ -1256,3 +1256,86 @@ fn a_failed_create_leaves_no_log_file() {
     drop(d);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+async fn ctr_status(
+    rs: &mut RuntimeServiceClient<Channel>,
+    ctr: &str,
+    verbose: bool,
+) -> v1::ContainerStatusResponse {
+    rs.container_status(v1::ContainerStatusRequest {
+        container_id: ctr.to_string(),
+        verbose,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+#[test]
+fn image_ids_agree_across_pull_list_status_and_events() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let mut is = ImageServiceClient::new(ch.clone());
+        let pulled = is
+            .pull_image(v1::PullImageRequest {
+                image: image(&busybox()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref;
+        let mut events = rs
+            .get_container_events(v1::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let (pod, sandbox) = pod_on(&ch, "imageids", &logs, "").await;
+        let ctr = create_ctr(
+            &mut rs,
+            &pod,
+            &sandbox,
+            busybox_container("app", &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+        start_ctr(&mut rs, &ctr).await;
+        let st = ctr_status(&mut rs, &ctr, false).await.status.unwrap();
+        let listed = rs
+            .list_containers(v1::ListContainersRequest {
+                filter: Some(v1::ContainerFilter {
+                    id: ctr.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(st.image_id, pulled);
+        assert_eq!(listed[0].image_id, pulled);
+        assert!(st.image_ref.contains("@sha256:"), "{}", st.image_ref);
+        assert_eq!(listed[0].image_ref, st.image_ref);
+        for kind in [
+            v1::ContainerEventType::ContainerCreatedEvent,
+            v1::ContainerEventType::ContainerStartedEvent,
+        ] {
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.message())
+                .await
+                .expect("container events arrive")
+                .unwrap()
+                .unwrap();
+            assert_eq!(ev.container_event_type, kind as i32);
+            let evs = &ev.containers_statuses[0];
+            assert_eq!((&evs.image_id, &evs.image_ref), (&pulled, &st.image_ref));
+        }
+        remove_pod(&mut rs, &pod).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

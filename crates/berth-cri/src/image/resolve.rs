@@ -24,13 +24,14 @@ pub fn resolve(
     let manifest = images.manifest_for_host(&img.digest, &img.media_type)?;
     let (config_digest, config) = images.config(&img)?;
     let run = config.config.unwrap_or_default();
-    let mut blobs = vec![img.digest.clone(), config_digest];
+    let mut blobs = vec![img.digest.clone(), config_digest.clone()];
     if manifest.config.digest != blobs[1] {
         blobs.push(manifest.config.digest.clone());
     }
     Ok(ResolvedImage {
         name: img.name.clone(),
         id: img.digest.to_string(),
+        config_digest: config_digest.to_string(),
         layers: config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect(),
         run: ImageRun {
             user: run.user.filter(|u| !u.is_empty()),

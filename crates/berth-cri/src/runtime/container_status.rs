@@ -56,10 +56,16 @@ impl CriService {
         })
     }
 
-    /// The config digest of the container's image, when it is still stored.
-    fn image_id_of(&self, rec: &ContainerRecord) -> String {
+    /// The image's id as PullImage and ListImages give it (its config
+    /// digest), recorded at creation; for older records looked up, by
+    /// name or else by manifest digest, while the image is stored.
+    pub(crate) fn image_id_of(&self, rec: &ContainerRecord) -> String {
+        if !rec.image_config.is_empty() {
+            return rec.image_config.clone();
+        }
         self.images
             .lookup(&self.ns, &rec.image_name)
+            .or_else(|_| self.images.lookup(&self.ns, &rec.image_id))
             .ok()
             .and_then(|img| self.images.config_digest(&img))
             .map(|d| d.to_string())

@@ -35,7 +35,7 @@ impl CriService {
                 created_at: rec.created_at,
                 labels: convert::hash(&rec.config.labels),
                 annotations: convert::hash(&rec.config.annotations),
-                image_id: String::new(),
+                image_id: self.image_id_of(&rec),
             });
         }
         Ok(v1::ListContainersResponse { containers })

@@ -23,6 +23,8 @@ pub struct ResolvedImage {
     pub name: String,
     /// Manifest digest.
     pub id: String,
+    /// Config digest: the image's id in the CRI (PullImage's image_ref).
+    pub config_digest: String,
     /// Snapshot keys of its layers (their diff_ids), bottom first.
     pub layers: Vec<String>,
     pub run: ImageRun,
@@ -71,6 +73,7 @@ impl Runtime {
             namespace: pod.namespace.clone(),
             image_name: image.name.clone(),
             image_id: image.id.clone(),
+            image_config: image.config_digest.clone(),
             image_run: image.run.clone(),
             handler: handler.name.clone(),
             cgroup: format!("{}/{}", pod.cgroup.trim_end_matches('/'), id),

@@ -63,6 +63,10 @@ pub struct ContainerRecord {
     pub image_name: String,
     /// Manifest digest of the image.
     pub image_id: String,
+    /// Config digest of the image, its id in the CRI; empty in records
+    /// from before berth kept it.
+    #[serde(default)]
+    pub image_config: String,
     pub image_run: ImageRun,
     pub handler: String,
     pub cgroup: String,
