@@ -1339,3 +1339,36 @@ fn image_ids_agree_across_pull_list_status_and_events() {
     drop(d);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn verbose_container_status_has_the_runtime_spec_and_pid() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let (pod, sandbox) = pod_on(&ch, "verbose", &logs, "").await;
+        let command = ["sleep", "1003"];
+        let ctr = create_ctr(&mut rs, &pod, &sandbox, busybox_container("app", &command))
+            .await
+            .unwrap();
+        start_ctr(&mut rs, &ctr).await;
+        let resp = ctr_status(&mut rs, &ctr, true).await;
+        let info: serde_json::Value = serde_json::from_str(&resp.info["info"]).unwrap();
+        assert_eq!(
+            info["runtimeSpec"]["process"]["args"],
+            serde_json::json!(command),
+            "{info}"
+        );
+        assert!(info["runtimeSpec"]["linux"]["namespaces"].is_array(), "{info}");
+        let pid = info["pid"].as_u64().expect("info.pid");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert_eq!(cmdline, b"sleep\x001003\x00");
+        // berth's own fields stay.
+        assert_eq!(info["id"], ctr.as_str(), "{info}");
+        remove_pod(&mut rs, &pod).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

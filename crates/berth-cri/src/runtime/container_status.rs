@@ -19,11 +19,7 @@ impl CriService {
         let (rec, status) = self.container_status_of(&c.id)?;
         let mut info = std::collections::HashMap::new();
         if req.verbose {
-            info.insert(
-                "info".to_string(),
-                serde_json::to_string(&rec)
-                    .map_err(|e| CriError::Internal(format!("container {}: {e}", rec.id)))?,
-            );
+            info.insert("info".to_string(), self.verbose_info(&rec)?);
         }
         Ok(v1::ContainerStatusResponse {
             status: Some(status),
@@ -41,6 +37,20 @@ impl CriService {
         let mut status = cri_status(&rec, &st, image_id);
         status.user = self.user_of(&rec);
         Ok((rec, status))
+    }
+
+    /// berth's record of the container plus what containerd and CRI-O put
+    /// in the verbose info and tools read from it (`crictl inspect`
+    /// templates, debugging scripts): `runtimeSpec`, the OCI spec it was
+    /// created from, and `pid`, its init process on the host.
+    fn verbose_info(&self, rec: &ContainerRecord) -> Result<String, CriError> {
+        let internal = |e: serde_json::Error| CriError::Internal(format!("container {}: {e}", rec.id));
+        let mut info = serde_json::to_value(rec).map_err(internal)?;
+        if let Some(spec) = self.runtime.container_runtime_spec(&rec.id)? {
+            info["runtimeSpec"] = spec;
+        }
+        info["pid"] = rec.pid.unwrap_or(0).into();
+        serde_json::to_string(&info).map_err(internal)
     }
 
     /// The identity the container's process runs as, as resolved at

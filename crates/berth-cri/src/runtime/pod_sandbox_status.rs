@@ -17,6 +17,10 @@ impl CriService {
     ) -> Result<v1::PodSandboxStatusResponse, CriError> {
         let pod = self.pod(&req.pod_sandbox_id)?;
         let mut info = std::collections::HashMap::new();
+        // The record only: containerd and CRI-O add the pause container's
+        // `runtimeSpec` here, but a berth pod has no container of its own
+        // (its namespaces are pinned files, its PID init berth's), so no
+        // OCI spec exists to show.
         if req.verbose {
             info.insert(
                 "info".to_string(),

@@ -35,6 +35,23 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The OCI spec the container was created from, as its bundle holds
+    /// it (None once the bundle is gone). Kept as JSON: it is shown, not
+    /// interpreted, and a field this oci-spec version does not know stays.
+    pub fn container_runtime_spec(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError> {
+        let path = self.ctr_state_dir(id).join("config.json");
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(RuntimeError::io("read", &path)(e)),
+        };
+        serde_json::from_slice(&data).map(Some).map_err(|e| {
+            RuntimeError::io("parse", &path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })
+    }
+}
+
 /// True while `pid` exists and is not a zombie.
 pub(crate) fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
