@@ -10,6 +10,8 @@
 #    without cargo-nextest) with BERTH_TEST_REGISTRY and BERTH_TEST_IMAGES exported,
 #    and exits with its status.  Arguments after `--` go to the runner, e.g.
 #    scripts/test.sh -- -p berth-image  or  scripts/test.sh -- -E 'test(pull)'.
+# 5. without runner arguments, runs scripts/test-cgroup-v2.sh (the cgroup tests in a
+#    cgroup v2 QEMU guest) too, unless BERTH_SKIP_V2=1; fails when either fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,4 +75,14 @@ say "${runner[*]} ${runner_args[*]}"
 rc=0
 "${runner[@]}" "${runner_args[@]}" || rc=$?
 say "test runner exited with $rc"
+
+# 5. the cgroup tests again on a pure cgroup v2 system, in a QEMU guest
+#    (scripts/test-cgroup-v2.sh); BERTH_SKIP_V2=1 skips it, and so do runner arguments
+#    (a selection of the host suite).
+if [ "${BERTH_SKIP_V2:-0}" != 1 ] && [ ${#runner_args[@]} = 0 ]; then
+  v2=0
+  scripts/test-cgroup-v2.sh || v2=$?
+  say "cgroup v2 suite exited with $v2"
+  [ "$rc" != 0 ] || rc=$v2
+fi
 exit "$rc"

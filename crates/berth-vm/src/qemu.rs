@@ -71,6 +71,9 @@ pub struct Qemu {
     /// Arguments after [`BASE_APPEND`].
     pub append: Vec<String>,
     pub virtio_fs: Vec<VirtioFs>,
+    /// Raw disk images, attached as virtio-blk devices (vda, vdb, … in
+    /// order; the guest needs the virtio_blk module).
+    pub disks: Vec<PathBuf>,
     /// Appended verbatim, last.
     pub extra_args: Vec<OsString>,
 }
@@ -86,6 +89,7 @@ impl Qemu {
             initrd: initrd.to_owned(),
             append: Vec::new(),
             virtio_fs: Vec::new(),
+            disks: Vec::new(),
             extra_args: Vec::new(),
         }
     }
@@ -131,6 +135,16 @@ impl Qemu {
             a.push("-device".into());
             a.push(format!("vhost-user-fs-device,chardev=vfs{i},tag={}", fs.tag).into());
         }
+        for (i, disk) in self.disks.iter().enumerate() {
+            // cache=unsafe: scratch disks whose contents do not outlive the
+            // guest need no flushes to the host.
+            let mut drive = OsString::from(format!("id=disk{i},format=raw,if=none,cache=unsafe,file="));
+            drive.push(disk);
+            a.push("-drive".into());
+            a.push(drive);
+            a.push("-device".into());
+            a.push(format!("virtio-blk-device,drive=disk{i}").into());
+        }
         a.push("-kernel".into());
         a.push(self.kernel.clone().into());
         a.push("-initrd".into());
@@ -163,6 +177,7 @@ mod tests {
             socket: "/t/vfs.sock".into(),
             tag: "host".into(),
         });
+        q.disks.push("/t/scratch.img".into());
         let args: Vec<String> = q.args().into_iter().map(|a| a.into_string().unwrap()).collect();
         let line = args.join(" ");
         assert!(
@@ -177,6 +192,10 @@ mod tests {
             line.contains(
                 "-chardev socket,id=vfs0,path=/t/vfs.sock -device vhost-user-fs-device,chardev=vfs0,tag=host"
             ),
+            "{line}"
+        );
+        assert!(
+            line.contains("-drive id=disk0,format=raw,if=none,cache=unsafe,file=/t/scratch.img -device virtio-blk-device,drive=disk0"),
             "{line}"
         );
         assert_eq!(args[args.len() - 2], "-append");

@@ -37,8 +37,9 @@ usage: berth-vmtest [OPTIONS] [--] COMMAND [ARG...]
                      BERTH_TEST_*, RUST_*, CARGO_TERM_* of this process pass by default
   --append ARG       add to the guest kernel's command line (repeatable)
   --module NAME      load this module in the initramfs too (repeatable)
+  --disk MIB         attach an empty scratch disk of this size as /dev/vda (virtio-blk)
   --gzip             gzip the initramfs (default: uncompressed, faster to boot under TCG)
-  --cache MODE       virtiofsd cache policy (default auto)
+  --cache MODE       virtiofsd cache policy (default always: see below)
   --qemu PATH, --virtiofsd PATH, --busybox PATH
 ";
 
@@ -54,6 +55,7 @@ struct Opts {
     append: Vec<String>,
     modules: Vec<String>,
     compression: Compression,
+    disk_mib: Option<u64>,
     cache: String,
     qemu: PathBuf,
     virtiofsd: PathBuf,
@@ -88,7 +90,8 @@ fn parse_args() -> anyhow::Result<Opts> {
         append: Vec::new(),
         modules: testvm::ROOT_MODULES.iter().map(|s| s.to_string()).collect(),
         compression: Compression::None,
-        cache: "auto".into(),
+        disk_mib: None,
+        cache: "always".into(),
         qemu: "qemu-system-x86_64".into(),
         virtiofsd: "virtiofsd".into(),
         busybox: "/bin/busybox".into(),
@@ -140,6 +143,7 @@ fn parse_args() -> anyhow::Result<Opts> {
             "--append" => o.append.push(vs),
             "--module" => o.modules.push(vs),
             "--cache" => o.cache = vs,
+            "--disk" => o.disk_mib = Some(num("--disk")?),
             "--qemu" => o.qemu = v.into(),
             "--virtiofsd" => o.virtiofsd = v.into(),
             "--busybox" => o.busybox = v.into(),
@@ -203,10 +207,20 @@ fn run() -> anyhow::Result<i32> {
         .tempdir()
         .context("temporary directory")?;
     let nonce = nonce()?;
+    let mut modules = o.modules.clone();
+    let disk = tmp.path().join("scratch.img");
+    if let Some(mib) = o.disk_mib {
+        // Sparse: costs host disk only for what the guest writes.
+        std::fs::File::create(&disk)
+            .and_then(|f| f.set_len(mib << 20))
+            .with_context(|| format!("creating {}", disk.display()))?;
+        // no udev in the guest to load the driver when the device appears
+        modules.push("virtio_blk".into());
+    }
     let setup = GuestSetup {
         kernel: kernel.clone(),
         busybox: o.busybox.clone(),
-        modules: o.modules.clone(),
+        modules,
         command: o.command.clone(),
         workdir: o.workdir.clone(),
         env: o.env.clone(),
@@ -223,6 +237,12 @@ fn run() -> anyhow::Result<i32> {
     // The guest's overlay sits on the share; the host's own submounts
     // (/proc, /sys, /dev) are covered by the guest's anyway.
     vcfg.announce_submounts = false;
+    // The host may replace files while the guest runs (a rebuild in a shared
+    // target dir). overlayfs answers ESTALE for a lower file whose
+    // revalidation finds another inode; with cache=always the guest keeps
+    // what it looked up first, and with O_PATH fds (no file handles)
+    // virtiofsd keeps even a deleted file's inode readable.
+    vcfg.extra_args.push("--inode-file-handles=never".into());
     vcfg.cache = o.cache.clone();
     vcfg.log = Some(vlog.clone());
     let started = Instant::now();
@@ -241,6 +261,9 @@ fn run() -> anyhow::Result<i32> {
         socket: socket.clone(),
         tag: testvm::FS_TAG.into(),
     });
+    if o.disk_mib.is_some() {
+        q.disks.push(disk.clone());
+    }
     let mut cmd = q.command();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -12,6 +12,11 @@ fail() {
 }
 
 $BB mkdir -p /dev/pts /dev/shm
+# what udev and systemd would have made: bash's process substitution needs /dev/fd
+$BB ln -sfn /proc/self/fd /dev/fd
+$BB ln -sf /proc/self/fd/0 /dev/stdin
+$BB ln -sf /proc/self/fd/1 /dev/stdout
+$BB ln -sf /proc/self/fd/2 /dev/stderr
 $BB mount -t devpts -o mode=0620,ptmxmode=0666 devpts /dev/pts || fail "devpts"
 $BB mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "tmpfs on /dev/shm"
 $BB mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "tmpfs on /tmp"
