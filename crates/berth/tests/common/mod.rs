@@ -17,6 +17,19 @@ pub fn registry() -> String {
     r
 }
 
+/// The mounted cgroup hierarchies: /sys/fs/cgroup itself on a pure v2
+/// host (the unified hierarchy is mounted there), else each hierarchy
+/// below it (v1 controllers, and the hybrid layout's cgroup2 `unified`).
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_owned()];
+    }
+    std::fs::read_dir(root)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default()
+}
+
 /// One berth instance with its own roots, removed at the end of the test.
 pub struct Berth {
     pub dir: tempfile::TempDir,
@@ -77,8 +90,8 @@ impl Berth {
         // The parent itself is berth's to keep (as containerd keeps its
         // own); the pods' cgroups below it must be gone.
         let cg = self.cgroup_parent();
-        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let p = h.path().join(cg.trim_start_matches('/'));
+        for h in cgroup_hierarchies() {
+            let p = h.join(cg.trim_start_matches('/'));
             for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
                 if e.path().is_dir() {
                     left.push(format!("cgroup: {}", e.path().display()));
@@ -124,8 +137,8 @@ impl Berth {
             }
         }
         let cg = self.cgroup_parent();
-        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let p = h.path().join(cg.trim_start_matches('/'));
+        for h in cgroup_hierarchies() {
+            let p = h.join(cg.trim_start_matches('/'));
             if p.exists() {
                 let _ = Command::new("sh")
                     .arg("-c")
@@ -215,8 +228,8 @@ impl Drop for Berth {
             self.cleanup();
         }
         let cg = self.cgroup_parent();
-        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let _ = std::fs::remove_dir(h.path().join(cg.trim_start_matches('/')));
+        for h in cgroup_hierarchies() {
+            let _ = std::fs::remove_dir(h.join(cg.trim_start_matches('/')));
         }
     }
 }
