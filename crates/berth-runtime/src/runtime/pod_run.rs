@@ -11,6 +11,7 @@ use rustix::mount::MountFlags;
 use super::{
     PodRecord, PodState, Rollback, Runtime, RuntimeError, new_id, now_nanos, remove_dir, write_file,
 };
+use crate::cgroup::CgroupVersion;
 use crate::model::{NsMode, PodConfig};
 use crate::namespaces::{self, NsKind};
 use crate::network::PodNetRequest;
@@ -107,7 +108,21 @@ impl Runtime {
                 let _ = pod_init::stop_pid_init(pid);
             });
             // The init is charged to the pod, not to whoever started it.
-            self.cgroups.add_proc(&pod.cgroup, pid)?;
+            // On v2 a cgroup with processes cannot have controllers enabled
+            // for children (the no-internal-process rule): in the pod cgroup
+            // itself it would make the containers' cgroups fail to join
+            // (libcontainer: EOPNOTSUPP) or turn them threaded without the
+            // memory and io controllers (runc). So on v2 it gets a leaf of
+            // its own under the pod, as systemd gives init its init.scope.
+            let init_cgroup = match self.cgroups.version() {
+                CgroupVersion::V1 => pod.cgroup.clone(),
+                CgroupVersion::V2 => {
+                    let leaf = format!("{}/init", pod.cgroup);
+                    self.cgroups.create(&leaf)?;
+                    leaf
+                }
+            };
+            self.cgroups.add_proc(&init_cgroup, pid)?;
         }
 
         // The one file that needs the pod's IPs.
