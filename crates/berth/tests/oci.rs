@@ -1059,7 +1059,11 @@ fn list_shows_what_runc_list_shows() {
         let missing = missing.to_str().unwrap();
         let mut argv = rt.argv.clone();
         argv[rt.argv.len() - 1] = missing.to_owned();
-        let table = Command::new(&argv[0]).args(&argv[1..]).arg("list").output().unwrap();
+        let table = Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg("list")
+            .output()
+            .unwrap();
         assert!(table.status.success(), "{}", rt.name());
         empty.push((
             String::from_utf8(table.stdout).unwrap(),
@@ -1081,23 +1085,44 @@ fn list_shows_what_runc_list_shows() {
         ids.sort();
         let listed: Vec<&str> = list.iter().map(|e| e["id"].as_str().unwrap()).collect();
         assert_eq!(listed, ids, "{}: {json}", rt.name());
-        for (c, status) in [(&created, "created"), (&running, "running"), (&stopped, "stopped")] {
+        for (c, status) in [
+            (&created, "created"),
+            (&running, "running"),
+            (&stopped, "stopped"),
+        ] {
             let e = list.iter().find(|e| e["id"] == c.id.as_str()).unwrap();
             let st = rt.state(&c.id);
             assert_eq!(e["status"], status, "{}: {e}", rt.name());
-            let pid = if status == "stopped" { json!(0) } else { st["pid"].clone() };
+            let pid = if status == "stopped" {
+                json!(0)
+            } else {
+                st["pid"].clone()
+            };
             assert_eq!(e["pid"], pid, "{}: {e}", rt.name());
             for field in ["ociVersion", "bundle", "rootfs"] {
                 assert_eq!(e[field], st[field], "{}: {field}", rt.name());
             }
             assert_eq!(e["owner"], "root", "{}", rt.name());
             let t = e["created"].as_str().unwrap();
-            assert!(t.contains('T') && t.ends_with('Z') && !t.ends_with("0Z"), "{}: {t}", rt.name());
+            assert!(
+                t.contains('T') && t.ends_with('Z') && !t.ends_with("0Z"),
+                "{}: {t}",
+                rt.name()
+            );
             let mut keys: Vec<&String> = e.as_object().unwrap().keys().collect();
             keys.sort();
             assert_eq!(
                 keys,
-                ["bundle", "created", "id", "ociVersion", "owner", "pid", "rootfs", "status"],
+                [
+                    "bundle",
+                    "created",
+                    "id",
+                    "ociVersion",
+                    "owner",
+                    "pid",
+                    "rootfs",
+                    "status"
+                ],
                 "{}",
                 rt.name()
             );
@@ -1113,20 +1138,34 @@ fn list_shows_what_runc_list_shows() {
         );
         for (line, e) in lines.zip(list) {
             let cells: Vec<&str> = line.split_whitespace().collect();
-            let want = ["id", "pid", "status", "bundle", "created", "owner"]
-                .map(|k| e[k].as_str().map(String::from).unwrap_or_else(|| e[k].to_string()));
+            let want = ["id", "pid", "status", "bundle", "created", "owner"].map(|k| {
+                e[k].as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| e[k].to_string())
+            });
             assert_eq!(cells, want, "{}: {table}", rt.name());
             assert_eq!(cell_starts(line), cell_starts(header), "{}: {table}", rt.name());
             assert!(!line.ends_with(' '), "{}: {table:?}", rt.name());
         }
-        assert_eq!(rt.ok(&["list", "-q"]).lines().collect::<Vec<_>>(), ids, "{}", rt.name());
-        assert_eq!(rt.ok(&["list", "-q", "-f", "json"]).lines().collect::<Vec<_>>(), ids);
+        assert_eq!(
+            rt.ok(&["list", "-q"]).lines().collect::<Vec<_>>(),
+            ids,
+            "{}",
+            rt.name()
+        );
+        assert_eq!(
+            rt.ok(&["list", "-q", "-f", "json"]).lines().collect::<Vec<_>>(),
+            ids
+        );
     }
     // Byte for byte the same where nothing differs between the runtimes.
     if empty.len() == 2 {
         assert_eq!(empty[0], empty[1]);
     }
-    assert_eq!(empty[0].0, "ID          PID         STATUS      BUNDLE      CREATED     OWNER\n");
+    assert_eq!(
+        empty[0].0,
+        "ID          PID         STATUS      BUNDLE      CREATED     OWNER\n"
+    );
     assert_eq!(empty[0].1, "null\n");
     assert_no_test_cgroups(&["list"]);
 }

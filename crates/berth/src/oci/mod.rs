@@ -14,6 +14,7 @@ mod exec;
 mod features;
 mod foreground;
 mod kill;
+mod list;
 mod log;
 mod ps;
 mod resources;
@@ -89,6 +90,8 @@ enum Verb {
     Kill(kill::KillArgs),
     /// Delete a container and its resources.
     Delete(delete::DeleteArgs),
+    /// List the containers under --root.
+    List(list::ListArgs),
     /// Run a new process inside a running container.
     Exec(exec::ExecArgs),
     /// List the processes of a container.
@@ -159,6 +162,7 @@ fn dispatch(ctx: &Ctx, verb: Verb) -> Result<ExitCode> {
         Verb::State(a) => ok(state::state(ctx, &a.id)),
         Verb::Kill(a) => ok(kill::kill(ctx, a)),
         Verb::Delete(a) => ok(delete::delete(ctx, a)),
+        Verb::List(a) => ok(list::list(ctx, a)),
         Verb::Exec(a) => exec::exec(ctx, a).map(exit_code),
         Verb::Ps(a) => ok(ps::ps(ctx, a)),
         Verb::Update(a) => ok(update::update(ctx, a)),

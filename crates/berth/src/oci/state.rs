@@ -59,7 +59,7 @@ fn state_doc(container: &Container) -> StateDoc {
     }
 }
 
-fn status_name(status: ContainerStatus) -> &'static str {
+pub(super) fn status_name(status: ContainerStatus) -> &'static str {
     match status {
         ContainerStatus::Creating => "creating",
         ContainerStatus::Created => "created",
@@ -80,7 +80,7 @@ struct RootPath {
 }
 
 /// The rootfs named by the bundle's config, resolved against the bundle.
-fn rootfs_of(bundle: &Path) -> PathBuf {
+pub(super) fn rootfs_of(bundle: &Path) -> PathBuf {
     let probe: Option<RootProbe> = std::fs::read(bundle.join("config.json"))
         .ok()
         .and_then(|raw| serde_json::from_slice(&raw).ok());
