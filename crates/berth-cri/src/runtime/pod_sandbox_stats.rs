@@ -40,7 +40,7 @@ impl CriService {
             linux: Some(v1::LinuxPodSandboxStats {
                 cpu: Some(cpu),
                 memory: Some(memory),
-                network: None,
+                network: self.network_usage(&pod.id, s.usage.timestamp_ns as i64),
                 process: Some(v1::ProcessUsage {
                     timestamp: s.usage.timestamp_ns as i64,
                     process_count: convert::u64v(s.usage.pids_current),
@@ -48,6 +48,37 @@ impl CriService {
                 containers,
             }),
             windows: None,
+        })
+    }
+
+    /// Counters of the pod's interfaces; the default is the one CNI
+    /// plugins name eth0 (kubelet's default), else the first. Failures to
+    /// read them leave the field out rather than failing the whole call.
+    fn network_usage(&self, pod: &str, timestamp: i64) -> Option<v1::NetworkUsage> {
+        let ifaces = match self.runtime.pod_network_stats(pod) {
+            Ok(Some(i)) => i,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(pod, error = %e, "network statistics");
+                return None;
+            }
+        };
+        let usage = |i: &berth_runtime::runtime::InterfaceStats| v1::NetworkInterfaceUsage {
+            name: i.name.clone(),
+            rx_bytes: convert::u64v(i.rx_bytes),
+            rx_errors: convert::u64v(i.rx_errors),
+            tx_bytes: convert::u64v(i.tx_bytes),
+            tx_errors: convert::u64v(i.tx_errors),
+        };
+        let default = ifaces
+            .iter()
+            .find(|i| i.name == "eth0")
+            .or(ifaces.first())
+            .map(usage);
+        Some(v1::NetworkUsage {
+            timestamp,
+            default_interface: default,
+            interfaces: ifaces.iter().map(usage).collect(),
         })
     }
 }

@@ -42,7 +42,7 @@ use crate::spec::SpecError;
 pub use container_create::ResolvedImage;
 pub use exec::ExecRequest;
 pub use records::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState, ProcessUser};
-pub use stats::Stats;
+pub use stats::{InterfaceStats, Stats};
 
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
