@@ -2,7 +2,7 @@
 //! embedded handler against runc, default and privileged.
 //!
 //! A static probe (tests/fixtures/confinement/probe.c, compiled here) runs
-//! inside `berth run --rm --net none` of the busybox test image, mounted
+//! inside `berth run --net none` of the busybox test image, mounted
 //! read-only at /probe, and reports each check as `NAME allowed` or `NAME
 //! denied REASON` from the syscall's own result. The same runs happen on both
 //! handlers, default and `--privileged`; the outcomes are printed as a table
@@ -429,11 +429,12 @@ struct RunCtx<'a> {
 }
 
 impl RunCtx<'_> {
-    /// `berth run --rm --net none` of the probe; its outcomes by check.
+    /// `berth run --net none` of the probe; its outcomes by check.
     fn probe(&self, handler: &str, mode: Mode, extra: &[&str], cmd: &[String]) -> BTreeMap<String, Outcome> {
         let mut args: Vec<&str> = vec![
             "run",
-            "--rm",
+            "--name",
+            "probe",
             "-q",
             "--net",
             "none",
@@ -450,7 +451,7 @@ impl RunCtx<'_> {
         args.extend(extra);
         args.extend([self.image, "--"]);
         args.extend(cmd.iter().map(String::as_str));
-        self.outcomes(&args)
+        self.outcomes(&args, "probe")
     }
 
     /// The non-root checks with no_new_privs, from a Pod manifest.
@@ -474,30 +475,33 @@ spec:
         let file = self.work.join("nnp.yaml");
         std::fs::write(&file, manifest).unwrap();
         let file = file.to_str().unwrap();
-        let mut args = vec![
-            "run",
-            "--rm",
-            "-q",
-            "--net",
-            "none",
-            "-v",
-            self.probe_mount.as_str(),
-        ];
+        let mut args = vec!["run", "-q", "--net", "none", "-v", self.probe_mount.as_str()];
         if handler != "berth" {
             args.extend(["--runtime", handler]);
         }
         args.extend(["-f", file]);
-        self.outcomes(&args)
+        self.outcomes(&args, "nnp")
     }
 
-    fn outcomes(&self, args: &[&str]) -> BTreeMap<String, Outcome> {
+    /// Runs the pod in the foreground and reads the outcomes from its log
+    /// (what the monitor recorded of the probe's stdout), then removes it.
+    fn outcomes(&self, args: &[&str], pod: &str) -> BTreeMap<String, Outcome> {
         let out = self.b.cmd("default", args);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let logs = self.b.cmd("default", &["logs", pod]);
+        let rm = self.b.cmd("default", &["rm", "--force", pod]);
+        let stderr = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&logs.stdout);
         assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-            out.status
+            out.status.success() && logs.status.success() && rm.status.success(),
+            "berth {args:?} ({}), logs ({}), rm ({}):\nstdout: {stdout}\nstderr: {stderr}{}",
+            out.status,
+            logs.status,
+            rm.status,
+            String::from_utf8_lossy(&rm.stderr)
         );
         let mut got = BTreeMap::new();
         for line in stdout.lines() {
