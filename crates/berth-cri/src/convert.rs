@@ -113,6 +113,9 @@ pub fn ids(v: &[i64], what: &str) -> Result<Vec<u32>, CriError> {
 pub fn resources(r: &v1::LinuxContainerResources) -> Resources {
     Resources {
         memory_limit: r.memory_limit_in_bytes,
+        // 0 is no swap with a memory limit (containerd's CRI default), not
+        // unlimited swap.
+        memory_swap: r.memory_swap_limit_in_bytes,
         cpu_shares: r.cpu_shares.max(0) as u64,
         cpu_quota: r.cpu_quota,
         cpu_period: r.cpu_period.max(0) as u64,
@@ -147,7 +150,7 @@ pub fn cri_resources(r: &Resources) -> v1::LinuxContainerResources {
             })
             .collect(),
         unified: hash(&r.unified),
-        memory_swap_limit_in_bytes: 0,
+        memory_swap_limit_in_bytes: r.memory_swap,
     }
 }
 

@@ -228,6 +228,12 @@ pub struct Resources {
     /// Bytes; 0 = unlimited.
     #[serde(default)]
     pub memory_limit: i64,
+    /// Memory plus swap in bytes, as OCI's `linux.resources.memory.swap`,
+    /// meaningful with a memory limit only: 0 = no swap (memory+swap equal
+    /// to the memory limit, the CRI's default), -1 = unlimited swap, else
+    /// the total, at least the memory limit.
+    #[serde(default)]
+    pub memory_swap: i64,
     /// cgroup v1 cpu.shares (v2 weight is derived from it).
     #[serde(default)]
     pub cpu_shares: u64,

@@ -46,6 +46,7 @@ on_each_handler!(
     detached_pod_runs_logs_in_order_stops_and_reports_its_exit,
     stop_kills_an_app_that_ignores_the_stop_signal_after_the_grace_period,
     memory_limit_oom_kills_and_is_reported,
+    memory_limit_means_no_swap_unless_memory_swap_says_so,
     pids_limit_holds,
     apps_of_a_pod_share_ipc_and_uts_but_not_mount_namespaces,
     exec_returns_the_exit_code_and_runs_with_a_tty,
@@ -192,6 +193,90 @@ fn memory_limit_oom_kills_and_is_reported(handler: &str) {
     let st = b.json("default", &["status", "--json", "hog"]);
     assert_eq!(st["apps"][0]["reason"], "OOMKilled", "{st}");
     b.ok("default", &["rm", "hog"]);
+    assert_clean(&b);
+}
+
+/// The files of the cgroups below `b`'s parent whose memory limit is
+/// `limit`: (memory+swap on v1, `memory.swap.max` on v2), one per app.
+fn swap_of_apps_limited_to(b: &Berth, limit: u64) -> Vec<String> {
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (root, limit_file, swap_file) = if v2 {
+        ("/sys/fs/cgroup", "memory.max", "memory.swap.max")
+    } else {
+        (
+            "/sys/fs/cgroup/memory",
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+        )
+    };
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::Path::new(root).join(b.cgroup_parent().trim_start_matches('/'))];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).map(|s| s.trim().to_string());
+        if read(limit_file).is_ok_and(|l| l == limit.to_string()) {
+            found.push(read(swap_file).unwrap_or_else(|e| format!("{swap_file}: {e}")));
+        }
+    }
+    found
+}
+
+fn memory_limit_means_no_swap_unless_memory_swap_says_so(handler: &str) {
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let accounting = if v2 {
+        // Any cgroup but the root has the file when the kernel accounts swap.
+        std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().join("memory.swap.max").exists())
+    } else {
+        std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+    };
+    if !accounting {
+        eprintln!("this host does not account swap per cgroup: nothing to check");
+        return;
+    }
+    let b = berth_on(handler);
+    let limit: u64 = 32 << 20;
+    // (flags, what memory+swap (v1) and memory.swap.max (v2) must say)
+    let cases: [(&[&str], &str, &str); 3] = [
+        (&[], "33554432", "0"),
+        (&["--memory-swap", "48m"], "50331648", "16777216"),
+        (&["--memory-swap", "-1"], "9223372036854771712", "max"),
+    ];
+    for (flags, v1_want, v2_want) in cases {
+        let mut args = vec!["run", "-d", "--name", "swapless", "--memory", "32m"];
+        args.extend_from_slice(flags);
+        let busybox = busybox();
+        args.extend_from_slice(&[&busybox, "--", "sleep", "1000"]);
+        b.ok("default", &args);
+        let want = if v2 { v2_want } else { v1_want };
+        assert_eq!(
+            swap_of_apps_limited_to(&b, limit),
+            [want],
+            "{flags:?} on {handler}"
+        );
+        b.ok("default", &["rm", "-f", "swapless"]);
+    }
+    // Refused, naming the flag.
+    let err = b.fails(
+        "default",
+        &[
+            "run",
+            "--memory",
+            "32m",
+            "--memory-swap",
+            "16m",
+            &busybox(),
+            "--",
+            "true",
+        ],
+    );
+    assert!(err.contains("--memory-swap 16m"), "{err}");
     assert_clean(&b);
 }
 

@@ -27,6 +27,7 @@ use crate::model::{ContainerConfig, ImageRun, PodConfig};
 pub use capabilities::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, capability_number, mask as capability_mask};
 pub use defaults::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 pub use host::HostInfo;
+pub use resources::{SwapHost, oci_swap, v2_swap_files};
 
 /// Namespaces of the pod to join. `pid` is `/proc/<pod init>/ns/pid`; the
 /// others are pinned bind mounts under `/run/berth/ns/<pod>/`.

@@ -60,6 +60,12 @@ pub struct RunArgs {
     /// Memory limit per app (bytes, or with k, m, g).
     #[arg(long)]
     pub memory: Option<String>,
+    /// Memory plus swap per app (bytes, or with k, m, g), at least the
+    /// memory limit; -1 for unlimited swap. Unset, an app with a memory
+    /// limit gets no swap, as Kubernetes pods do (docker's default would
+    /// allow as much swap again as --memory).
+    #[arg(long, allow_hyphen_values = true, value_name = "BYTES|-1")]
+    pub memory_swap: Option<String>,
     /// CPU limit per app, in CPUs (0.5 = half a CPU).
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -276,6 +282,11 @@ fn plan(a: &RunArgs) -> anyhow::Result<Plan> {
         .map(parse_bytes)
         .transpose()
         .context("--memory")?;
+    let memory_swap = match a.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(v) => Some(parse_bytes(v).with_context(|| format!("--memory-swap {v:?}"))? as i64),
+    };
     let mounts = a
         .mounts
         .iter()
@@ -296,6 +307,26 @@ fn plan(a: &RunArgs) -> anyhow::Result<Plan> {
         let r: &mut Resources = &mut c.resources;
         if let Some(m) = memory {
             r.memory_limit = m as i64;
+        }
+        if let Some(swap) = memory_swap {
+            // Memory and swap together: meaningless without a memory limit
+            // (of the flag, or the manifest's), never below it.
+            if r.memory_limit <= 0 {
+                bail!(
+                    "--memory-swap {}: app {} has no memory limit: give --memory too",
+                    a.memory_swap.as_deref().unwrap_or_default(),
+                    c.name
+                );
+            }
+            if swap != -1 && swap < r.memory_limit {
+                bail!(
+                    "--memory-swap {}: below the memory limit {} of app {} (it counts memory and swap together)",
+                    a.memory_swap.as_deref().unwrap_or_default(),
+                    r.memory_limit,
+                    c.name
+                );
+            }
+            r.memory_swap = swap;
         }
         if let Some(cpus) = a.cpus {
             if cpus.is_nan() || cpus <= 0.0 {
@@ -638,6 +669,45 @@ mod tests {
                 .to_string()
                 .contains("src=")
         );
+    }
+
+    fn plan_of(args: &[&str]) -> anyhow::Result<Vec<Resources>> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("run").chain(args.iter().copied()))?;
+        let (_, _, apps, _) = plan(&cli.run)?;
+        Ok(apps.into_iter().map(|c| c.resources).collect())
+    }
+
+    #[test]
+    fn memory_swap_follows_dockers_flag_with_no_swap_by_default() {
+        let r = &plan_of(&["--memory", "64m", "busybox"]).unwrap()[0];
+        assert_eq!((r.memory_limit, r.memory_swap), (64 << 20, 0), "0: no swap");
+        let r = &plan_of(&["--memory", "64m", "--memory-swap", "96m", "busybox"]).unwrap()[0];
+        assert_eq!(r.memory_swap, 96 << 20);
+        let r = &plan_of(&["--memory", "64m", "--memory-swap", "-1", "busybox"]).unwrap()[0];
+        assert_eq!(r.memory_swap, -1);
+        let r = &plan_of(&["--memory", "64m", "--memory-swap", "64m", "busybox"]).unwrap()[0];
+        assert_eq!(r.memory_swap, 64 << 20);
+        let err = plan_of(&["--memory", "64m", "--memory-swap", "32m", "busybox"]).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("--memory-swap 32m") && err.contains("below"),
+            "{err}"
+        );
+        let err = format!("{:#}", plan_of(&["--memory-swap", "96m", "busybox"]).unwrap_err());
+        assert!(
+            err.contains("--memory-swap 96m") && err.contains("--memory"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            plan_of(&["--memory", "64m", "--memory-swap", "lots", "busybox"]).unwrap_err()
+        );
+        assert!(err.contains("--memory-swap \"lots\""), "{err}");
     }
 
     #[test]
