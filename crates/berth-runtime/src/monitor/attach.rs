@@ -15,6 +15,12 @@ pub(crate) const KIND_STDOUT: u8 = 0x81;
 pub(crate) const KIND_STDERR: u8 = 0x82;
 pub(crate) const KIND_EXIT: u8 = 0x83;
 pub(crate) const KIND_LOG_REOPENED: u8 = 0x84;
+pub(crate) const KIND_ATTACHED: u8 = 0x85;
+
+/// How long [`AttachClient::connect`] waits for the monitor's welcome. A
+/// monitor from before the welcome existed never sends one: the client then
+/// goes on after this (and may miss output printed meanwhile).
+const WELCOME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) const HEADER_LEN: usize = 5;
 /// Bound on what a client accepts from the monitor in one frame; the monitor
@@ -47,15 +53,38 @@ pub struct AttachClient {
 }
 
 impl AttachClient {
+    /// Connects and waits until the monitor has accepted the connection:
+    /// from then on every byte of output reaches this client. (A connect
+    /// alone returns once the kernel queued it, before the monitor's
+    /// accept: output in between would reach only the log.)
     pub fn connect(socket: &Path) -> Result<Self, MonitorError> {
         let stream = UnixStream::connect(socket).map_err(|source| MonitorError::Attach {
             socket: socket.to_owned(),
             source,
         })?;
-        Ok(AttachClient {
+        let mut client = AttachClient {
             stream,
             socket: socket.to_owned(),
-        })
+        };
+        client.set_read_timeout(Some(WELCOME_TIMEOUT))?;
+        let mut hdr = [0u8; HEADER_LEN];
+        match client.stream.read_exact(&mut hdr) {
+            Ok(()) if hdr == header(KIND_ATTACHED, 0) => {}
+            Ok(()) => {
+                return Err(client.protocol(format!("expected the welcome frame, got kind {:#04x}", hdr[0])));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                tracing::warn!(socket = %socket.display(), "the monitor sent no welcome: an older monitor?");
+            }
+            Err(e) => return Err(client.io_err(e)),
+        }
+        client.set_read_timeout(None)?;
+        Ok(client)
     }
 
     pub fn try_clone(&self) -> Result<Self, MonitorError> {

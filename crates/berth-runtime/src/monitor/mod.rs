@@ -33,8 +33,10 @@
 //! | `0x82` stderr | monitor → client | output bytes |
 //! | `0x83` exit | monitor → client | exit code i32 BE; the monitor closes the connection after it |
 //! | `0x84` log reopened | monitor → client | empty on success, else the error text |
+//! | `0x85` welcome | monitor → client | empty: the first frame, sent on accept |
 //!
-//! Clients receive the output produced after they connected; several may be
+//! Clients receive the output produced after the monitor accepted them
+//! (`AttachClient::connect` returns once the welcome arrived); several may be
 //! connected at once. A client whose pending output would exceed
 //! [`MAX_CLIENT_BACKLOG`] is dropped, so no client can stall the container.
 //! With `stdin_once`, the container's stdin is closed when the first client

@@ -503,13 +503,19 @@ impl Monitor {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            self.clients.push(Client {
+            let mut client = Client {
                 stream,
                 input: Vec::new(),
                 output: Vec::new(),
                 first: !self.clients_seen,
                 gone: false,
-            });
+            };
+            // From here on the client gets every byte of output: tell it,
+            // so a caller that starts the container after connecting
+            // misses nothing printed before this accept.
+            queue(&mut client, attach::KIND_ATTACHED, &[]);
+            flush_client(&mut client);
+            self.clients.push(client);
             self.clients_seen = true;
         }
     }
