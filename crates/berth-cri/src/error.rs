@@ -54,7 +54,10 @@ fn runtime_code(e: &RuntimeError) -> Code {
     match e {
         RuntimeError::NotFound { .. } => Code::NotFound,
         RuntimeError::Ambiguous { .. } | RuntimeError::InvalidArgument(_) => Code::InvalidArgument,
-        RuntimeError::FailedPrecondition(_) => Code::FailedPrecondition,
+        RuntimeError::FailedPrecondition(_)
+        | RuntimeError::Spec(berth_runtime::spec::SpecError::MissingController { .. }) => {
+            Code::FailedPrecondition
+        }
         RuntimeError::Store(s) => store_code(s),
         RuntimeError::StopTimeout { .. } => Code::DeadlineExceeded,
         _ => Code::Internal,

@@ -1372,3 +1372,83 @@ fn verbose_container_status_has_the_runtime_spec_and_pid() {
     drop(d);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+/// Whether the cgroup hierarchy berth and runc use offers hugetlb: a v1
+/// hierarchy of its own, or the controller in a pure v2 root. A hybrid
+/// host's cgroup2 mount (/sys/fs/cgroup/unified) does not count.
+fn host_has_hugetlb() -> bool {
+    let root = Path::new("/sys/fs/cgroup");
+    match std::fs::read_to_string(root.join("cgroup.controllers")) {
+        Ok(c) => c.split_whitespace().any(|c| c == "hugetlb"),
+        Err(_) => std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().split(',').any(|c| c == "hugetlb")),
+    }
+}
+
+/// The resources kubelet sends with every container of a BestEffort pod:
+/// a period without a quota, the smallest shares, and a zero limit for
+/// each huge page size.
+fn kubelet_resources(hugepages: i64) -> v1::LinuxContainerResources {
+    v1::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 0,
+        cpu_shares: 2,
+        oom_score_adj: 1000,
+        hugepage_limits: vec![v1::HugepageLimit {
+            page_size: "2MB".into(),
+            limit: hugepages as u64,
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn zero_hugepage_limits_start_on_every_handler_where_hugetlb_is_missing() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    let hugetlb = host_has_hugetlb();
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        for handler in ["", "runc"] {
+            let (pod, sandbox) = pod_on(&ch, &format!("huge{handler}"), &logs, handler).await;
+            let mut config = busybox_container("app", &["sleep", "1000"]);
+            config.linux = Some(v1::LinuxContainerConfig {
+                resources: Some(kubelet_resources(0)),
+                ..Default::default()
+            });
+            let ctr = create_ctr(&mut rs, &pod, &sandbox, config.clone())
+                .await
+                .unwrap_or_else(|e| panic!("handler {handler:?}: {e:?}"));
+            start_ctr(&mut rs, &ctr).await;
+            let st = ctr_status(&mut rs, &ctr, false).await.status.unwrap();
+            assert_eq!(
+                st.state,
+                v1::ContainerState::ContainerRunning as i32,
+                "handler {handler:?}: {st:?}"
+            );
+            if !hugetlb {
+                // A real limit cannot be enforced here: refused, naming
+                // the controller and the page size.
+                let mut config = busybox_container("limited", &["sleep", "1000"]);
+                config.linux = Some(v1::LinuxContainerConfig {
+                    resources: Some(kubelet_resources(4 << 20)),
+                    ..Default::default()
+                });
+                let e = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap_err();
+                assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+                assert!(
+                    e.message().contains("hugetlb") && e.message().contains("2MB"),
+                    "{e:?}"
+                );
+            }
+            remove_pod(&mut rs, &pod).await;
+        }
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

@@ -19,6 +19,10 @@ pub struct HostInfo {
     /// (`memory`, `cpu,cpuacct`, `systemd`): the directories a runtime
     /// mounts them on in a container.
     pub cgroup_v1_hierarchies: Vec<String>,
+    /// Controllers a container's cgroup can use, as berth's cgroup driver
+    /// finds them: on a hybrid host only the v1 hierarchies count, not
+    /// what the cgroup2 mount at /sys/fs/cgroup/unified holds.
+    pub cgroup_controllers: Vec<String>,
     /// AppArmor is enabled (/sys/module/apparmor/parameters/enabled is Y).
     pub apparmor: bool,
     /// Highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap).
@@ -34,6 +38,9 @@ pub struct HostInfo {
 
 pub const RLIMIT_COUNT: usize = 16;
 
+/// The controllers a container's resources can ask for.
+const RESOURCE_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "memory", "pids", "hugetlb"];
+
 impl HostInfo {
     /// The host's facts, read on first use and cached.
     pub fn detected() -> &'static HostInfo {
@@ -47,6 +54,15 @@ impl HostInfo {
             .unwrap_or(false);
         let cgroup_v1_hierarchies = std::fs::read_to_string("/proc/self/mountinfo")
             .map(|m| cgroup_v1_hierarchies(&m))
+            .unwrap_or_default();
+        let cgroup_controllers = crate::cgroup::Cgroups::detect()
+            .map(|cg| {
+                RESOURCE_CONTROLLERS
+                    .iter()
+                    .filter(|c| cg.has_controller(c))
+                    .map(|c| c.to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let cap_last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
@@ -71,6 +87,7 @@ impl HostInfo {
         HostInfo {
             cgroup_v2,
             cgroup_v1_hierarchies,
+            cgroup_controllers,
             apparmor,
             cap_last_cap,
             cap_bounding,
@@ -84,12 +101,18 @@ impl HostInfo {
         HostInfo {
             cgroup_v2,
             cgroup_v1_hierarchies: Vec::new(),
+            cgroup_controllers: RESOURCE_CONTROLLERS.iter().map(|c| c.to_string()).collect(),
             apparmor: false,
             cap_last_cap: 40,
             cap_bounding: u64::MAX,
             oom_score_adj: -1000,
             rlimit_hard: [None; RLIMIT_COUNT],
         }
+    }
+
+    /// Whether a container's cgroup can use `controller`.
+    pub fn has_controller(&self, controller: &str) -> bool {
+        self.cgroup_controllers.iter().any(|c| c == controller)
     }
 
     /// berth's own hard limit for `kind` (None = unlimited).

@@ -8,6 +8,7 @@
 //! (host facts, the default seccomp profile).
 
 mod capabilities;
+mod controllers;
 mod defaults;
 mod devices;
 mod host;
@@ -147,6 +148,14 @@ pub enum SpecError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "container {container}: {what} needs the cgroup {controller} controller, which this host does not offer to containers"
+    )]
+    MissingController {
+        container: String,
+        controller: String,
+        what: String,
+    },
     #[error("building the OCI spec for container {container}: {source}")]
     Build {
         container: String,
@@ -219,7 +228,8 @@ pub fn generate_with(input: &SpecInput, host: &HostInfo) -> Result<Generated, Sp
     let readonly_rootfs = sec.readonly_rootfs || pod.readonly_rootfs;
     let mounts = mounts::plan(input, privileged, readonly_rootfs, &ns.modes)?;
 
-    let mut res = resources::linux_resources(&ctr.resources).map_err(build_err)?;
+    let enforceable = controllers::fit(&ctr.resources, host, input.id, &ctr.name)?;
+    let mut res = resources::linux_resources(&enforceable).map_err(build_err)?;
     res.set_devices(Some(devs.cgroup_rules));
 
     let mut linux = LinuxBuilder::default()

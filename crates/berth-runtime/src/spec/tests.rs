@@ -863,6 +863,8 @@ fn devices_are_denied_except_defaults_and_requested() {
 #[test]
 fn resources_map_to_linux_resources() {
     let mut f = Fixture::new();
+    // `unified` exists on cgroup v2 only.
+    f.host = HostInfo::unrestricted(true);
     f.ctr.resources = crate::model::Resources {
         memory_limit: 64 << 20,
         cpu_shares: 512,
@@ -885,6 +887,22 @@ fn resources_map_to_linux_resources() {
     assert_eq!(r.pids().unwrap().limit(), 100);
     assert_eq!(r.hugepage_limits().as_ref().unwrap()[0].page_size(), "2MB");
     assert_eq!(r.unified().as_ref().unwrap()["memory.high"], "1000000");
+}
+
+#[test]
+fn resources_the_host_cannot_enforce_are_dropped_or_refused() {
+    let mut f = Fixture::new();
+    f.host.cgroup_controllers.retain(|c| c != "hugetlb");
+    f.ctr.resources.hugepage_limits = BTreeMap::from([("2MB".into(), 0)]);
+    f.ctr.resources.memory_limit = 64 << 20;
+    let r = linux(&f.spec()).resources().clone().unwrap();
+    assert!(r.hugepage_limits().is_none(), "{r:?}");
+    assert_eq!(r.memory().unwrap().limit(), Some(64 << 20));
+    f.ctr.resources.hugepage_limits.insert("2MB".into(), 2 << 20);
+    assert!(matches!(
+        f.generate().unwrap_err(),
+        SpecError::MissingController { controller, .. } if controller == "hugetlb"
+    ));
 }
 
 #[test]
