@@ -25,8 +25,9 @@ cd "$(dirname "$0")/.."
 
 SUITE=(
   "berth-runtime cgroup"
+  "berth-runtime device_filter"
   "berth oci"
-  "berth pod memory_limit_oom pids_limit stats_report run_prints_output detached_pod stop_kills exec_returns shared_pid_namespace secure_defaults"
+  "berth pod memory_limit_means_no_swap memory_limit_oom pids_limit stats_report run_prints_output detached_pod stop_kills exec_returns shared_pid_namespace secure_defaults"
   "berth confinement"
 )
 THREADS=${BERTH_V2_TEST_THREADS:-2}
@@ -58,6 +59,8 @@ if [ "${1:-}" = --in-guest ]; then
   # The registry's storage is the host's /var/lib/berth-test/registry as the overlay
   # shows it: pushes from tests land in guest memory only.
   tests/fixtures/registry.sh start >/dev/null
+  # The confinement suite writes its table (berth vs runc, default vs privileged) here.
+  export BERTH_CONFINEMENT_TABLE=/tmp/v2-confinement-table.md
   failed=0
   summary=()
   while IFS=$'\t' read -r dir bin filters; do
@@ -78,6 +81,10 @@ if [ "${1:-}" = --in-guest ]; then
   done <"$list"
   tests/fixtures/registry.sh stop >/dev/null || true
   echo
+  if [ -f "$BERTH_CONFINEMENT_TABLE" ]; then
+    echo "==== confinement on cgroup v2 ===="
+    cat "$BERTH_CONFINEMENT_TABLE"
+  fi
   echo "==== cgroup v2 suite (guest $(uname -r), $(nproc) vCPUs) ===="
   printf '%s\n' "${summary[@]}"
   exit "$failed"

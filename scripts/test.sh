@@ -72,9 +72,16 @@ else
   runner=(cargo test --workspace --no-fail-fast)
 fi
 say "${runner[*]} ${runner_args[*]}"
+# The confinement suite (crates/berth/tests/confinement.rs) writes its table here.
+export BERTH_CONFINEMENT_TABLE=${BERTH_CONFINEMENT_TABLE:-/var/lib/berth-test/confinement-table.md}
+rm -f "$BERTH_CONFINEMENT_TABLE"
 rc=0
 "${runner[@]}" "${runner_args[@]}" || rc=$?
 say "test runner exited with $rc"
+if [ -f "$BERTH_CONFINEMENT_TABLE" ]; then
+  say "confinement on this host (cgroup $([ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1)):"
+  cat "$BERTH_CONFINEMENT_TABLE" >&2
+fi
 
 # 5. the cgroup tests again on a pure cgroup v2 system, in a QEMU guest
 #    (scripts/test-cgroup-v2.sh); BERTH_SKIP_V2=1 skips it, and so do runner arguments
