@@ -1117,6 +1117,192 @@ fn cri_runtime_handler_picks_the_oci_runtime() {
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
 
+/// A pod whose containers each get their own PID namespace (what kubelet
+/// asks for a pod without shareProcessNamespace), so a container's process
+/// is the init of its namespace.
+fn pod_config_own_pid(name: &str, logs: &Path) -> v1::PodSandboxConfig {
+    let mut config = pod_config(name, logs);
+    config.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(v1::NamespaceOption {
+                pid: v1::NamespaceMode::Container as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
+async fn create_in(
+    rs: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    config: &v1::PodSandboxConfig,
+    name: &str,
+    script: &str,
+) -> String {
+    rs.create_container(v1::CreateContainerRequest {
+        pod_sandbox_id: pod.to_string(),
+        config: Some(v1::ContainerConfig {
+            metadata: Some(v1::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: image(&busybox()),
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            log_path: format!("{name}.log"),
+            ..Default::default()
+        }),
+        sandbox_config: Some(config.clone()),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .container_id
+}
+
+async fn short_status(rs: &mut RuntimeServiceClient<Channel>, id: &str) -> v1::ContainerStatus {
+    rs.container_status(v1::ContainerStatusRequest {
+        container_id: id.to_string(),
+        verbose: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+/// StopContainer right after StartContainer, before the container's PID 1
+/// installed its SIGTERM handler: the kernel drops the first SIGTERM (a
+/// namespace init with the default action), berth sends it again once the
+/// handler is there, and the container ends through its handler (42), not
+/// through SIGKILL at the end of the grace period (137). Twenty times.
+#[test]
+fn stop_right_after_start_ends_the_container_through_its_stop_signal() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        ImageServiceClient::new(ch.clone())
+            .pull_image(v1::PullImageRequest {
+                image: image(&busybox()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let config = pod_config_own_pid("stopsignal", &logs);
+        let pod = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        for i in 0..20 {
+            let id = create_in(
+                &mut rs,
+                &pod,
+                &config,
+                &format!("late-trap-{i}"),
+                "sleep 0.2; trap 'exit 42' TERM; while :; do sleep 0.05; done",
+            )
+            .await;
+            rs.start_container(v1::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            rs.stop_container(v1::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 30,
+            })
+            .await
+            .unwrap();
+            let st = short_status(&mut rs, &id).await;
+            assert_eq!(st.state, v1::ContainerState::ContainerExited as i32, "try {i}");
+            assert_eq!(st.exit_code, 42, "try {i}: the stop signal was lost: {st:?}");
+            rs.remove_container(v1::RemoveContainerRequest { container_id: id })
+                .await
+                .unwrap();
+        }
+        remove_pod(&mut rs, &pod).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
+/// StartContainer and StopContainer of one container at the same moment:
+/// whichever comes first, the stop wins and the container ends up exited,
+/// its process gone; a start that lost says why.
+#[test]
+fn concurrent_start_and_stop_leave_nothing_running() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        ImageServiceClient::new(ch.clone())
+            .pull_image(v1::PullImageRequest {
+                image: image(&busybox()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let config = pod_config_own_pid("startstop", &logs);
+        let pod = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        for i in 0..10 {
+            let id = create_in(&mut rs, &pod, &config, &format!("race-{i}"), "exec sleep 1000").await;
+            let (mut a, mut s) = (rs.clone(), rs.clone());
+            let start = a.start_container(v1::StartContainerRequest {
+                container_id: id.clone(),
+            });
+            let stop = s.stop_container(v1::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 2,
+            });
+            let (started, stopped) = tokio::join!(start, stop);
+            stopped.unwrap();
+            if let Err(e) = started {
+                assert!(e.message().contains("not created"), "try {i}: {e:?}");
+            }
+            // A start that won the race is stopped by a stop that follows.
+            rs.stop_container(v1::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 2,
+            })
+            .await
+            .unwrap();
+            let st = short_status(&mut rs, &id).await;
+            assert_eq!(
+                st.state,
+                v1::ContainerState::ContainerExited as i32,
+                "try {i}: {st:?}"
+            );
+            rs.remove_container(v1::RemoveContainerRequest { container_id: id })
+                .await
+                .unwrap();
+        }
+        remove_pod(&mut rs, &pod).await;
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
 /// A container config of busybox running `command`, logging to
 /// `NAME/0.log` in the pod's log directory.
 fn busybox_container(name: &str, command: &[&str]) -> v1::ContainerConfig {
@@ -1177,6 +1363,133 @@ async fn start_ctr(rs: &mut RuntimeServiceClient<Channel>, ctr: &str) {
     .unwrap();
 }
 
+async fn ctr_status(
+    rs: &mut RuntimeServiceClient<Channel>,
+    ctr: &str,
+    verbose: bool,
+) -> v1::ContainerStatusResponse {
+    rs.container_status(v1::ContainerStatusRequest {
+        container_id: ctr.to_string(),
+        verbose,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// Whether the cgroup hierarchy berth and runc use offers hugetlb: a v1
+/// hierarchy of its own, or the controller in a pure v2 root. A hybrid
+/// host's cgroup2 mount (/sys/fs/cgroup/unified) does not count.
+fn host_has_hugetlb() -> bool {
+    let root = Path::new("/sys/fs/cgroup");
+    match std::fs::read_to_string(root.join("cgroup.controllers")) {
+        Ok(c) => c.split_whitespace().any(|c| c == "hugetlb"),
+        Err(_) => std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().split(',').any(|c| c == "hugetlb")),
+    }
+}
+
+/// The resources kubelet sends with every container of a BestEffort pod:
+/// a period without a quota, the smallest shares, and a zero limit for
+/// each huge page size.
+fn kubelet_resources(hugepages: i64) -> v1::LinuxContainerResources {
+    v1::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 0,
+        cpu_shares: 2,
+        oom_score_adj: 1000,
+        hugepage_limits: vec![v1::HugepageLimit {
+            page_size: "2MB".into(),
+            limit: hugepages as u64,
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn zero_hugepage_limits_start_on_every_handler_where_hugetlb_is_missing() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    let hugetlb = host_has_hugetlb();
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        for handler in ["", "runc"] {
+            let (pod, sandbox) = pod_on(&ch, &format!("huge{handler}"), &logs, handler).await;
+            let mut config = busybox_container("app", &["sleep", "1000"]);
+            config.linux = Some(v1::LinuxContainerConfig {
+                resources: Some(kubelet_resources(0)),
+                ..Default::default()
+            });
+            let ctr = create_ctr(&mut rs, &pod, &sandbox, config.clone())
+                .await
+                .unwrap_or_else(|e| panic!("handler {handler:?}: {e:?}"));
+            start_ctr(&mut rs, &ctr).await;
+            let st = ctr_status(&mut rs, &ctr, false).await.status.unwrap();
+            assert_eq!(
+                st.state,
+                v1::ContainerState::ContainerRunning as i32,
+                "handler {handler:?}: {st:?}"
+            );
+            if !hugetlb {
+                // A real limit cannot be enforced here: refused, naming
+                // the controller and the page size.
+                let mut config = busybox_container("limited", &["sleep", "1000"]);
+                config.linux = Some(v1::LinuxContainerConfig {
+                    resources: Some(kubelet_resources(4 << 20)),
+                    ..Default::default()
+                });
+                let e = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap_err();
+                assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+                assert!(
+                    e.message().contains("hugetlb") && e.message().contains("2MB"),
+                    "{e:?}"
+                );
+            }
+            remove_pod(&mut rs, &pod).await;
+        }
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_create_leaves_no_log_file() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        for handler in ["", "runc"] {
+            let (pod, sandbox) = pod_on(&ch, &format!("nolog{handler}"), &logs, handler).await;
+            let mut bad_mount = busybox_container("badmount", &["sleep", "1000"]);
+            bad_mount.mounts = vec![v1::Mount {
+                container_path: "/data".into(),
+                host_path: b.dir.path().join("no/such/dir").display().to_string(),
+                ..Default::default()
+            }];
+            for config in [busybox_container("nocmd", &["/no/such/command"]), bad_mount] {
+                let name = config.metadata.as_ref().unwrap().name.clone();
+                let log = logs.join(&config.log_path);
+                let e = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap_err();
+                assert!(
+                    !log.exists(),
+                    "handler {handler:?}: {name}: create failed ({e:?}) but left {}",
+                    log.display()
+                );
+            }
+            remove_pod(&mut rs, &pod).await;
+        }
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn a_pod_without_namespace_options_shares_one_pid_namespace() {
     let b = Berth::new();
@@ -1222,53 +1535,6 @@ fn a_pod_without_namespace_options_shares_one_pid_namespace() {
     });
     drop(d);
     assert_eq!(b.leftovers(), Vec::<String>::new());
-}
-
-#[test]
-fn a_failed_create_leaves_no_log_file() {
-    let b = Berth::new();
-    let d = Daemon::start(&b);
-    let logs = b.dir.path().join("logs");
-    rt().block_on(async {
-        let ch = d.channel().await;
-        let mut rs = RuntimeServiceClient::new(ch.clone());
-        for handler in ["", "runc"] {
-            let (pod, sandbox) = pod_on(&ch, &format!("nolog{handler}"), &logs, handler).await;
-            let mut bad_mount = busybox_container("badmount", &["sleep", "1000"]);
-            bad_mount.mounts = vec![v1::Mount {
-                container_path: "/data".into(),
-                host_path: b.dir.path().join("no/such/dir").display().to_string(),
-                ..Default::default()
-            }];
-            for config in [busybox_container("nocmd", &["/no/such/command"]), bad_mount] {
-                let name = config.metadata.as_ref().unwrap().name.clone();
-                let log = logs.join(&config.log_path);
-                let e = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap_err();
-                assert!(
-                    !log.exists(),
-                    "handler {handler:?}: {name}: create failed ({e:?}) but left {}",
-                    log.display()
-                );
-            }
-            remove_pod(&mut rs, &pod).await;
-        }
-    });
-    drop(d);
-    assert_eq!(b.leftovers(), Vec::<String>::new());
-}
-
-async fn ctr_status(
-    rs: &mut RuntimeServiceClient<Channel>,
-    ctr: &str,
-    verbose: bool,
-) -> v1::ContainerStatusResponse {
-    rs.container_status(v1::ContainerStatusRequest {
-        container_id: ctr.to_string(),
-        verbose,
-    })
-    .await
-    .unwrap()
-    .into_inner()
 }
 
 #[test]
@@ -1373,82 +1639,154 @@ fn verbose_container_status_has_the_runtime_spec_and_pid() {
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
 
-/// Whether the cgroup hierarchy berth and runc use offers hugetlb: a v1
-/// hierarchy of its own, or the controller in a pure v2 root. A hybrid
-/// host's cgroup2 mount (/sys/fs/cgroup/unified) does not count.
-fn host_has_hugetlb() -> bool {
-    let root = Path::new("/sys/fs/cgroup");
-    match std::fs::read_to_string(root.join("cgroup.controllers")) {
-        Ok(c) => c.split_whitespace().any(|c| c == "hugetlb"),
-        Err(_) => std::fs::read_dir(root)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().split(',').any(|c| c == "hugetlb")),
+/// A CNI bridge network of the test's own (bridge `bm<hex>`, a /24 of its
+/// own), written into `b`'s CNI dir; the bridge is deleted on drop.
+struct TestBridge(String);
+
+impl TestBridge {
+    fn new(b: &Berth) -> TestBridge {
+        let r = std::process::id() ^ (Instant::now().elapsed().subsec_nanos() << 8);
+        let bridge = format!("bm{:06x}", r & 0xff_ffff);
+        let subnet = format!("10.{}.{}", 200 + (r >> 24) % 50, (r >> 16) & 0xff);
+        let ipam = b.dir.path().join("ipam");
+        let conflist = format!(
+            r#"{{"cniVersion": "1.0.0", "name": "metrics", "plugins": [
+  {{"type": "bridge", "bridge": "{bridge}", "isGateway": true, "ipMasq": false,
+    "ipam": {{"type": "host-local", "dataDir": "{}", "ranges": [[{{"subnet": "{subnet}.0/24"}}]]}}}}]}}"#,
+            ipam.display()
+        );
+        std::fs::create_dir_all(b.cni_dir()).unwrap();
+        std::fs::write(b.cni_dir().join("10-metrics.conflist"), conflist).unwrap();
+        TestBridge(bridge)
     }
 }
 
-/// The resources kubelet sends with every container of a BestEffort pod:
-/// a period without a quota, the smallest shares, and a zero limit for
-/// each huge page size.
-fn kubelet_resources(hugepages: i64) -> v1::LinuxContainerResources {
-    v1::LinuxContainerResources {
-        cpu_period: 100_000,
-        cpu_quota: 0,
-        cpu_shares: 2,
-        oom_score_adj: 1000,
-        hugepage_limits: vec![v1::HugepageLimit {
-            page_size: "2MB".into(),
-            limit: hugepages as u64,
-        }],
-        ..Default::default()
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
+/// PodSandboxStats carries the pod's interface counters, read from its
+/// network namespace, and they move when traffic flows; the CRI metrics
+/// carry the same counters and the containers' cgroup figures under
+/// cAdvisor's names.
 #[test]
-fn zero_hugepage_limits_start_on_every_handler_where_hugetlb_is_missing() {
+fn pod_network_statistics_and_cri_metrics_follow_the_pods_traffic() {
     let b = Berth::new();
+    let bridge = TestBridge::new(&b);
     let d = Daemon::start(&b);
     let logs = b.dir.path().join("logs");
-    let hugetlb = host_has_hugetlb();
     rt().block_on(async {
         let ch = d.channel().await;
         let mut rs = RuntimeServiceClient::new(ch.clone());
-        for handler in ["", "runc"] {
-            let (pod, sandbox) = pod_on(&ch, &format!("huge{handler}"), &logs, handler).await;
-            let mut config = busybox_container("app", &["sleep", "1000"]);
-            config.linux = Some(v1::LinuxContainerConfig {
-                resources: Some(kubelet_resources(0)),
-                ..Default::default()
-            });
-            let ctr = create_ctr(&mut rs, &pod, &sandbox, config.clone())
-                .await
-                .unwrap_or_else(|e| panic!("handler {handler:?}: {e:?}"));
-            start_ctr(&mut rs, &ctr).await;
-            let st = ctr_status(&mut rs, &ctr, false).await.status.unwrap();
-            assert_eq!(
-                st.state,
-                v1::ContainerState::ContainerRunning as i32,
-                "handler {handler:?}: {st:?}"
+        let (pod, ids) = pod_with(&ch, "netstats", &logs, &[("app", "exec sleep 1000", false)]).await;
+        let ip = rs
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .network
+            .unwrap()
+            .ip;
+        let eth0 = |s: v1::PodSandboxStatsResponse| {
+            let net = s
+                .stats
+                .unwrap()
+                .linux
+                .unwrap()
+                .network
+                .expect("network statistics");
+            let i = net.default_interface.expect("default interface");
+            assert_eq!(i.name, "eth0");
+            assert!(
+                net.interfaces.iter().all(|i| i.name != "lo"),
+                "{:?}",
+                net.interfaces
             );
-            if !hugetlb {
-                // A real limit cannot be enforced here: refused, naming
-                // the controller and the page size.
-                let mut config = busybox_container("limited", &["sleep", "1000"]);
-                config.linux = Some(v1::LinuxContainerConfig {
-                    resources: Some(kubelet_resources(4 << 20)),
-                    ..Default::default()
-                });
-                let e = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap_err();
-                assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
-                assert!(
-                    e.message().contains("hugetlb") && e.message().contains("2MB"),
-                    "{e:?}"
-                );
+            (i.rx_bytes.unwrap().value, i.tx_bytes.unwrap().value)
+        };
+        let stats = |rs: &mut RuntimeServiceClient<Channel>| {
+            let mut rs = rs.clone();
+            let pod = pod.clone();
+            async move {
+                rs.pod_sandbox_stats(v1::PodSandboxStatsRequest { pod_sandbox_id: pod })
+                    .await
+                    .unwrap()
+                    .into_inner()
             }
-            remove_pod(&mut rs, &pod).await;
+        };
+        let (rx0, tx0) = eth0(stats(&mut rs).await);
+        let ping = Command::new("/bin/busybox")
+            .args(["ping", "-c", "5", "-s", "1000", "-W", "2", &ip])
+            .output()
+            .unwrap();
+        assert!(
+            ping.status.success(),
+            "ping {ip}: {}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
+        let (rx1, tx1) = eth0(stats(&mut rs).await);
+        assert!(rx1 >= rx0 + 5 * 1000, "rx {rx0} -> {rx1}");
+        assert!(tx1 >= tx0 + 5 * 1000, "tx {tx0} -> {tx1}");
+
+        let names: Vec<String> = rs
+            .list_metric_descriptors(v1::ListMetricDescriptorsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .descriptors
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        for want in [
+            "container_cpu_usage_seconds_total",
+            "container_memory_working_set_bytes",
+            "container_network_receive_bytes_total",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
         }
+        let metrics = rs
+            .list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics;
+        let ours = metrics
+            .iter()
+            .find(|m| m.pod_sandbox_id == pod)
+            .expect("our pod's metrics");
+        let rx = ours
+            .metrics
+            .iter()
+            .find(|m| {
+                m.name == "container_network_receive_bytes_total" && m.label_values.last().unwrap() == "eth0"
+            })
+            .expect("eth0 receive counter");
+        assert!(rx.value.as_ref().unwrap().value >= rx1, "{rx:?}");
+        let app = ours
+            .container_metrics
+            .iter()
+            .find(|c| c.container_id == ids[0])
+            .expect("the app's metrics");
+        let ws = app
+            .metrics
+            .iter()
+            .find(|m| m.name == "container_memory_working_set_bytes")
+            .expect("working set");
+        assert!(ws.value.as_ref().unwrap().value > 0, "{ws:?}");
+        assert_eq!(ws.label_values[0], "app", "container label: {ws:?}");
+        remove_pod(&mut rs, &pod).await;
     });
     drop(d);
+    drop(bridge);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
