@@ -6,6 +6,7 @@
 //! thread exists. Keep this module free of threads and of tokio.
 
 mod bundle;
+mod checkpoint;
 mod create;
 mod delete;
 mod devices;
@@ -18,6 +19,7 @@ mod list;
 mod log;
 mod ps;
 mod resources;
+mod restore;
 mod run;
 mod start;
 mod state;
@@ -65,6 +67,9 @@ struct GlobalOpts {
     /// Manage cgroups through systemd instead of cgroupfs.
     #[arg(long)]
     systemd_cgroup: bool,
+    /// The CRIU binary `checkpoint` and `restore` run.
+    #[arg(long, default_value = "criu")]
+    criu: PathBuf,
     /// Accepted for runc compatibility; rootless mode is detected, not asked for.
     #[arg(long, hide = true)]
     rootless: Option<String>,
@@ -100,6 +105,10 @@ enum Verb {
     Update(update::UpdateArgs),
     /// Print the features this runtime supports as JSON.
     Features,
+    /// Checkpoint a running container with CRIU.
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Restore a container from a CRIU checkpoint.
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -112,6 +121,7 @@ struct IdArg {
 struct Ctx {
     root: PathBuf,
     systemd_cgroup: bool,
+    criu: PathBuf,
 }
 
 impl Ctx {
@@ -139,6 +149,7 @@ pub fn main_from(args: Vec<OsString>) -> ExitCode {
     let ctx = Ctx {
         root: cli.global.root,
         systemd_cgroup: cli.global.systemd_cgroup,
+        criu: cli.global.criu,
     };
     match dispatch(&ctx, cli.verb) {
         Ok(code) => code,
@@ -167,6 +178,8 @@ fn dispatch(ctx: &Ctx, verb: Verb) -> Result<ExitCode> {
         Verb::Ps(a) => ok(ps::ps(ctx, a)),
         Verb::Update(a) => ok(update::update(ctx, a)),
         Verb::Features => ok(features::features()),
+        Verb::Checkpoint(a) => ok(checkpoint::checkpoint(ctx, a)),
+        Verb::Restore(a) => ok(restore::restore(ctx, a)),
     }
 }
 
