@@ -166,6 +166,7 @@ service_impl! {
         container_status(v1::ContainerStatusRequest) -> v1::ContainerStatusResponse;
         update_container_resources(v1::UpdateContainerResourcesRequest) -> v1::UpdateContainerResourcesResponse;
         reopen_container_log(v1::ReopenContainerLogRequest) -> v1::ReopenContainerLogResponse;
+        checkpoint_container(v1::CheckpointContainerRequest) -> v1::CheckpointContainerResponse;
         exec_sync(v1::ExecSyncRequest) -> v1::ExecSyncResponse;
         exec(v1::ExecRequest) -> v1::ExecResponse;
         attach(v1::AttachRequest) -> v1::AttachResponse;
@@ -197,16 +198,6 @@ service_impl! {
         let deadline = crate::deadline::of(&request);
         let req = request.into_inner();
         self.blocking(move |s| s.create_container(req, deadline)).await
-    }
-
-    async fn checkpoint_container(
-        &self,
-        r: Request<v1::CheckpointContainerRequest>,
-    ) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
-        Err(Status::from(CriError::Unimplemented(format!(
-            "CheckpointContainer of {}: berth does not checkpoint containers yet",
-            r.get_ref().container_id
-        ))))
     }
 
     type GetContainerEventsStream = EventStream;

@@ -165,6 +165,22 @@ impl OciHandler {
         })
     }
 
+    /// Checkpoints a running container with CRIU, leaving it running: CRIU's
+    /// images into `images`, its log and statistics into `work`.
+    pub fn checkpoint(&self, id: &str, images: &Path, work: &Path) -> Result<(), HandlerError> {
+        let args = [
+            OsStr::new("--image-path"),
+            images.as_os_str(),
+            OsStr::new("--work-path"),
+            work.as_os_str(),
+            OsStr::new("--leave-running"),
+            OsStr::new("--file-locks"),
+            OsStr::new("--tcp-established"),
+            OsStr::new(id),
+        ];
+        self.run("checkpoint", id, args).map(drop)
+    }
+
     /// `exec --process FILE` of a prepared process; the caller sets stdio
     /// and adds `--tty`/`--console-socket`/`--detach` as it needs.
     pub fn exec_command(&self, id: &str, process: &Path, extra: &[&OsStr]) -> Command {

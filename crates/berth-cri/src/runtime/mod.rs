@@ -1,6 +1,7 @@
 //! RuntimeService calls, one module each.
 
 pub(crate) mod attach;
+mod checkpoint_container;
 mod container_stats;
 mod container_status;
 mod create_container;

@@ -11,6 +11,7 @@
 //! <state>/containers/<id>/       OCI bundle (config.json, rootfs/), the monitor's files
 //! ```
 
+mod container_checkpoint;
 mod container_create;
 mod container_remove;
 mod container_start;

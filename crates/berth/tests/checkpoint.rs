@@ -1,0 +1,283 @@
+//! CheckpointContainer through the CRI socket: CRIU checkpoints a running
+//! container (left running) into the archive layout CRI-O writes.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Berth, registry};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A running `berth daemon`, stopped with SIGTERM when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(b: &Berth) -> Daemon {
+        let socket = b.dir.path().join("cri.sock");
+        let log = b.dir.path().join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--config")
+            .arg(&b.config)
+            .args(["--log-level", "info", "daemon", "--socket"])
+            .arg(format!("unix://{}", socket.display()))
+            .env_remove("BERTH_ROOT")
+            .env_remove("BERTH_STATE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn berth daemon");
+        let mut d = Daemon { child, socket, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!(
+                    "daemon exited ({st}): {}",
+                    std::fs::read_to_string(&d.log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "daemon did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    async fn channel(&self) -> Channel {
+        let path = self.socket.clone();
+        Endpoint::try_from("http://localhost")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .expect("connect to daemon")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = self.child.wait();
+    }
+}
+
+fn criu_missing() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    !std::env::split_paths(&path).any(|d| d.join("criu").is_file())
+}
+
+fn image(name: &str) -> Option<v1::ImageSpec> {
+    Some(v1::ImageSpec {
+        image: name.to_string(),
+        ..Default::default()
+    })
+}
+
+/// The last counter value in a CRI log.
+fn last_count(log: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn wait_count(log: &Path, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(n) = last_count(log)
+            && n >= at_least
+        {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counter did not reach {at_least}: {log:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn checkpoint_container_writes_cri_o_archive_and_leaves_the_container_running() {
+    if criu_missing() {
+        eprintln!("skipped: criu is not installed (scripts/install-deps.sh installs it)");
+        return;
+    }
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    let busybox = format!("{}/busybox:latest", registry());
+    let archive = b.dir.path().join("out/checkpoint.tar");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let ch = d.channel().await;
+            ImageServiceClient::new(ch.clone())
+                .pull_image(v1::PullImageRequest {
+                    image: image(&busybox),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let mut rs = RuntimeServiceClient::new(ch.clone());
+            let sandbox = v1::PodSandboxConfig {
+                metadata: Some(v1::PodSandboxMetadata {
+                    name: "ckpt".into(),
+                    uid: "uid-ckpt".into(),
+                    namespace: "default".into(),
+                    attempt: 0,
+                }),
+                hostname: "ckpt".into(),
+                log_directory: logs.display().to_string(),
+                linux: Some(v1::LinuxPodSandboxConfig::default()),
+                ..Default::default()
+            };
+            let pod = rs
+                .run_pod_sandbox(v1::RunPodSandboxRequest {
+                    config: Some(sandbox.clone()),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .pod_sandbox_id;
+            let script =
+                "echo x > /marker; rm /bin/true; i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done";
+            let ctr = rs
+                .create_container(v1::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(v1::ContainerConfig {
+                        metadata: Some(v1::ContainerMetadata {
+                            name: "counter".into(),
+                            attempt: 0,
+                        }),
+                        image: image(&busybox),
+                        command: vec!["sh".into(), "-c".into(), script.into()],
+                        log_path: "counter/0.log".into(),
+                        ..Default::default()
+                    }),
+                    sandbox_config: Some(sandbox.clone()),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            rs.start_container(v1::StartContainerRequest {
+                container_id: ctr.clone(),
+            })
+            .await
+            .unwrap();
+            let log = logs.join("counter/0.log");
+            let before = wait_count(&log, 5);
+
+            rs.checkpoint_container(v1::CheckpointContainerRequest {
+                container_id: ctr.clone(),
+                location: archive.display().to_string(),
+                timeout: 30,
+            })
+            .await
+            .unwrap();
+
+            // Left running: the counter goes on, the status says so.
+            let after = wait_count(&log, before + 5);
+            assert!(after > before);
+            let st = rs
+                .container_status(v1::ContainerStatusRequest {
+                    container_id: ctr.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            assert_eq!(st.state, v1::ContainerState::ContainerRunning as i32);
+
+            // A relative location and a missing container are refused.
+            let e = rs
+                .checkpoint_container(v1::CheckpointContainerRequest {
+                    container_id: ctr.clone(),
+                    location: "relative.tar".into(),
+                    timeout: 0,
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+            let e = rs
+                .checkpoint_container(v1::CheckpointContainerRequest {
+                    container_id: "nope".into(),
+                    location: archive.display().to_string(),
+                    timeout: 0,
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+
+            rs.stop_pod_sandbox(v1::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+            rs.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod })
+                .await
+                .unwrap();
+        });
+    drop(d);
+
+    let mut names = Vec::new();
+    let mut config = String::new();
+    let mut deleted = String::new();
+    let mut diff = Vec::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        match name.as_str() {
+            "config.dump" => drop(e.read_to_string(&mut config)),
+            "deleted.files" => drop(e.read_to_string(&mut deleted)),
+            "rootfs-diff.tar" => drop(e.read_to_end(&mut diff)),
+            _ => {}
+        }
+        names.push(name);
+    }
+    for want in [
+        "config.dump",
+        "spec.dump",
+        "rootfs-diff.tar",
+        "deleted.files",
+        "stats-dump",
+        "checkpoint/inventory.img",
+        "checkpoint/pstree.img",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert!(
+        config["name"].as_str().unwrap().starts_with("counter"),
+        "{config}"
+    );
+    assert_eq!(config["rootfsImageName"], busybox.as_str(), "{config}");
+    let deleted: Vec<String> = serde_json::from_str(&deleted).unwrap();
+    assert_eq!(deleted, ["bin/true"]);
+    let diff_names: Vec<String> = tar::Archive::new(&diff[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(diff_names.iter().any(|n| n == "marker"), "{diff_names:?}");
+    assert!(!diff_names.iter().any(|n| n == "bin/true"), "{diff_names:?}");
+}
