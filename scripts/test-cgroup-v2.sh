@@ -26,9 +26,11 @@ cd "$(dirname "$0")/.."
 SUITE=(
   "berth-runtime cgroup"
   "berth-runtime device_filter"
+  "berth-runtime monitor"
   "berth oci"
   "berth pod memory_limit_means_no_swap memory_limit_oom pids_limit stats_report run_prints_output detached_pod stop_kills exec_returns shared_pid_namespace secure_defaults"
   "berth confinement"
+  "berth cri cri_pod_and_container_lifecycle stop_right_after_start zero_hugepage_limits"
 )
 THREADS=${BERTH_V2_TEST_THREADS:-2}
 
@@ -129,6 +131,11 @@ done
 for f in target/debug/*; do
   if [ -f "$f" ] && [ -x "$f" ]; then ln -f "$f" "$run/bin/"; fi
 done
+# berth-runtime's monitor test runs its example from <profile dir>/examples, which
+# for the linked test binaries is $run/examples: built here, not by cargo in the guest.
+cargo build -q -p berth-runtime --example monitor
+mkdir -p "$run/examples"
+ln -f target/debug/examples/monitor "$run/examples/"
 built=$(date +%s)
 say "built in $((built - begin)) s; booting the cgroup v2 guest"
 

@@ -119,11 +119,17 @@ impl Container {
             tty: opts.tty,
             stdin: opts.stdin,
             stdin_once: opts.stdin_once,
-            oom_files: vec![
+            // Where the kernel counts OOM kills: memory.events on v2,
+            // memory.oom_control in the memory hierarchy on v1.
+            oom_files: vec![if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+                Path::new("/sys/fs/cgroup")
+                    .join(cgroup.trim_start_matches('/'))
+                    .join("memory.events")
+            } else {
                 Path::new("/sys/fs/cgroup/memory")
                     .join(cgroup.trim_start_matches('/'))
-                    .join("memory.oom_control"),
-            ],
+                    .join("memory.oom_control")
+            }],
         };
         Container {
             tmp,
@@ -195,12 +201,13 @@ impl Drop for Container {
                 assert!(!self.cfg.socket.exists(), "attach socket left behind");
             }
         }
+        // Every v1 hierarchy, and /sys/fs/cgroup itself (the one v2 hierarchy).
         let left: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
             .unwrap()
-            .filter_map(|e| {
-                let p = e.ok()?.path().join(self.cgroup.trim_start_matches('/'));
-                p.exists().then_some(p)
-            })
+            .filter_map(|e| Some(e.ok()?.path()))
+            .chain([PathBuf::from("/sys/fs/cgroup")])
+            .map(|h| h.join(self.cgroup.trim_start_matches('/')))
+            .filter(|p| p.exists())
             .collect();
         for p in &left {
             let _ = std::fs::remove_dir(p);

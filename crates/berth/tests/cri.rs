@@ -442,10 +442,15 @@ fn cri_pod_and_container_lifecycle() {
         })
         .await
         .unwrap();
-        let limit = format!(
-            "/sys/fs/cgroup/memory{}/{pod}/{ctr}/memory.limit_in_bytes",
-            b.cgroup_parent()
-        );
+        // cgroup v2: one hierarchy, memory.max; v1: the memory hierarchy.
+        let limit = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            format!("/sys/fs/cgroup{}/{pod}/{ctr}/memory.max", b.cgroup_parent())
+        } else {
+            format!(
+                "/sys/fs/cgroup/memory{}/{pod}/{ctr}/memory.limit_in_bytes",
+                b.cgroup_parent()
+            )
+        };
         assert_eq!(
             std::fs::read_to_string(&limit).unwrap().trim(),
             (96u64 << 20).to_string()
