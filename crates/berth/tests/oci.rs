@@ -407,7 +407,16 @@ fn create_start_kill_delete_lifecycle() {
             let st = rt.state(&c.id);
             assert_eq!(st["status"], "running", "{}: {st}", rt.name());
             assert_eq!(st["pid"].as_i64(), Some(pid));
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+            // `start` returns once the init was told to go; its execve of
+            // the program may still be under way on a loaded machine.
+            let mut comm = String::new();
+            for _ in 0..500 {
+                comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+                if comm.trim() == "sleep" {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             assert_eq!(comm.trim(), "sleep", "{}", rt.name());
 
             rt.ok(&["kill", &c.id, "KILL"]);
@@ -438,6 +447,21 @@ fn kill_accepts_signal_names_and_numbers() {
                 &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
             );
             c.create_and_start();
+            // A SIGTERM before the trap is set would be dropped (the
+            // kernel's rule for a namespace's init): wait for the handler.
+            let pid = rt.state(&c.id)["pid"].as_i64().unwrap();
+            for _ in 0..1000 {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let caught = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                    .unwrap_or(0);
+                if caught & (1 << (libc::SIGTERM - 1)) != 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             rt.ok(&["kill", &c.id, "SIGTERM"]);
             rt.wait_stopped(&c.id);
             rt.ok(&["delete", &c.id]);
@@ -821,12 +845,8 @@ fn a_config_with_hooks_takes_libcontainers_path() {
 
         let plain = Container::new(&rt, "hook", &["true"]);
         let text = logged(&plain);
-        if cgroup_v2() {
-            // every config takes libcontainer's path on v2, for that reason
-            assert!(!text.contains("reason=hooks"), "{text}");
-        } else {
-            assert!(!text.contains("created through libcontainer"), "{text}");
-        }
+        // berth's own path, on cgroup v1 and v2 alike.
+        assert!(!text.contains("created through libcontainer"), "{text}");
     }
     assert_no_test_cgroups(&["hook"]);
 }

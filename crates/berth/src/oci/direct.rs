@@ -15,9 +15,10 @@
 //! libcontainer's, and so is the state left behind: `start`, `state`,
 //! `kill`, `exec`, `ps` and `update` work on it unchanged.
 //!
-//! A config this path does not cover (hooks, user or time namespaces,
-//! systemd cgroups, cgroup v2, …) takes libcontainer's path; [`plan`] says
-//! why.
+//! On cgroup v2 the limits are v2 files and the device rules berth's BPF
+//! program, attached before the init is forked. A config this path does
+//! not cover (hooks, user or time namespaces, systemd cgroups, …) takes
+//! libcontainer's path; [`plan`] says why.
 
 use std::io::{Read, Write as _};
 use std::os::fd::AsRawFd;
@@ -51,6 +52,9 @@ pub struct Plan {
     cgroups: Cgroups,
     cgroup_path: String,
     writes: Vec<resources::Write>,
+    /// cgroup v2: the device rules to attach as a BPF program (none when
+    /// they allow every device); v1's writes carry them instead.
+    device_filter: Option<DeviceRules>,
 }
 
 /// Loads the bundle's config and decides the path: `Ok(plan)` for berth's
@@ -126,11 +130,25 @@ pub fn plan(bundle: &Path, systemd: bool) -> Result<Plan, String> {
         .filter(|p| p.starts_with('/'))
         .ok_or("a cgroups path that is not an absolute cgroupfs path")?
         .to_owned();
-    let mut writes = resources::v1_writes(linux.resources().as_ref())?;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string())?;
-    if cgroups.version() != CgroupVersion::V1 {
-        return Err("cgroup v2 (resources through libcontainer, devices through berth's BPF program)".into());
+    if cgroups.version() == CgroupVersion::V2 {
+        let writes = resources::v2_writes(linux.resources().as_ref())?;
+        let rules = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        let all: Vec<_> = rules.into_iter().chain(device_filter::default_rules()).collect();
+        let rules = DeviceRules::from_oci(&all).map_err(|e| e.to_string())?;
+        return Ok(Plan {
+            spec,
+            cgroups,
+            cgroup_path,
+            writes,
+            device_filter: (!rules.allows_everything()).then_some(rules),
+        });
     }
+    let mut writes = resources::v1_writes(linux.resources().as_ref())?;
     if !cgroups.has_controller("devices") {
         // Nothing to enforce for rules that allow every device
         // (privileged); any other rules the fallback refuses.
@@ -150,6 +168,7 @@ pub fn plan(bundle: &Path, systemd: bool) -> Result<Plan, String> {
         cgroups,
         cgroup_path,
         writes,
+        device_filter: None,
     })
 }
 
@@ -195,6 +214,7 @@ pub fn create(root: &Path, bundle: &Path, args: &InitArgs, detach: bool, plan: P
         cgroups,
         cgroup_path,
         writes,
+        device_filter,
     } = plan;
     let dir = root.join(id);
     std::fs::create_dir(&dir).with_context(|| match dir.exists() {
@@ -234,6 +254,16 @@ pub fn create(root: &Path, bundle: &Path, args: &InitArgs, detach: bool, plan: P
         cgroups
             .write_controller_file(&cgroup_path, w.controller, &w.file, &w.value)
             .with_context(|| format!("set {} = {} for container {id}", w.file, w.value))?;
+    }
+    // Before the init is forked: nothing of the container runs unfiltered.
+    if let Some(rules) = &device_filter {
+        let dir = cgroups.dirs(&cgroup_path)?.remove(0);
+        device_filter::attach(&dir, rules).with_context(|| {
+            format!(
+                "container {id}: its device rules cannot be enforced on this cgroup v2 host; refusing to create a \
+                 container that is not privileged"
+            )
+        })?;
     }
 
     let rootfs = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();

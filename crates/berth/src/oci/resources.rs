@@ -1,7 +1,8 @@
-//! OCI `linux.resources` as cgroup v1 file writes, for berth's own create
-//! path ([`super::direct`]). What this does not translate is named, and
-//! the container then takes libcontainer's path instead.
+//! OCI `linux.resources` as cgroup v1 and v2 file writes, for berth's own
+//! create path ([`super::direct`]). What this does not translate is named,
+//! and the container then takes libcontainer's path instead.
 
+use berth_runtime::cgroup::shares_to_weight;
 use berth_runtime::device_filter::DEFAULT_ALLOWED;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
@@ -107,6 +108,106 @@ pub fn v1_writes(res: Option<&LinuxResources>) -> Result<Vec<Write>, String> {
     Ok(out)
 }
 
+/// The writes that give a fresh v2 cgroup the limits of `res`, as runc
+/// converts them (memory+swap becomes `memory.swap.max` = swap − limit,
+/// shares become a weight). Device rules are not files on v2: they are
+/// the BPF program [`super::devices`] attaches. `Err` names the first
+/// setting left to libcontainer.
+pub fn v2_writes(res: Option<&LinuxResources>) -> Result<Vec<Write>, String> {
+    let mut out = Vec::new();
+    let Some(res) = res else {
+        return Ok(out);
+    };
+    if res.block_io().is_some() {
+        return Err("linux.resources.blockIO".into());
+    }
+    if res.network().is_some() {
+        return Err("linux.resources.network".into());
+    }
+    if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err("linux.resources.rdma".into());
+    }
+    let max = |v: i64| if v < 0 { "max".to_owned() } else { v.to_string() };
+    if let Some(m) = res.memory() {
+        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+            return Err("linux.resources.memory.kernel".into());
+        }
+        if m.swappiness().is_some() || m.disable_oom_killer() == Some(true) {
+            return Err("linux.resources.memory.swappiness or disableOOMKiller (no v2 file)".into());
+        }
+        if let Some(r) = m.reservation().filter(|&r| r != 0) {
+            out.push(w("memory", "memory.low", max(r)));
+        }
+        let limit = m.limit().filter(|&l| l != 0);
+        if let Some(l) = limit {
+            out.push(w("memory", "memory.max", max(l)));
+        }
+        match (limit, m.swap().filter(|&s| s != 0)) {
+            (_, None) => {}
+            (_, Some(s)) if s < 0 => out.push(w("memory", "memory.swap.max", "max")),
+            (Some(l), Some(s)) if l > 0 => {
+                if s < l {
+                    return Err(format!("linux.resources.memory.swap {s} below the limit {l}"));
+                }
+                out.push(w("memory", "memory.swap.max", s - l));
+            }
+            (_, Some(_)) => return Err("linux.resources.memory.swap without a memory limit".into()),
+        }
+    }
+    if let Some(c) = res.cpu() {
+        if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+            return Err("linux.resources.cpu.realtime".into());
+        }
+        if c.idle().is_some() || c.burst().is_some() {
+            return Err("linux.resources.cpu.idle/burst".into());
+        }
+        if let Some(s) = c.shares().filter(|&s| s != 0) {
+            out.push(w("cpu", "cpu.weight", shares_to_weight(s)));
+        }
+        let quota = c.quota().filter(|&q| q != 0);
+        let period = c.period().filter(|&p| p != 0);
+        if quota.is_some() || period.is_some() {
+            let quota = quota
+                .filter(|&q| q > 0)
+                .map_or_else(|| "max".to_owned(), |q| q.to_string());
+            out.push(w(
+                "cpu",
+                "cpu.max",
+                format!("{quota} {}", period.unwrap_or(100_000)),
+            ));
+        }
+        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            out.push(w("cpuset", "cpuset.cpus", cpus));
+        }
+        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            out.push(w("cpuset", "cpuset.mems", mems));
+        }
+    }
+    if let Some(p) = res.pids() {
+        let limit = p.limit();
+        out.push(w(
+            "pids",
+            "pids.max",
+            if limit > 0 {
+                limit.to_string()
+            } else {
+                "max".into()
+            },
+        ));
+    }
+    for h in res.hugepage_limits().as_deref().unwrap_or(&[]) {
+        out.push(w("hugetlb", &format!("hugetlb.{}.max", h.page_size()), h.limit()));
+    }
+    for (file, value) in res.unified().iter().flatten() {
+        // Files of the container's own cgroup only.
+        if file.contains('/') || file.starts_with("cgroup.") {
+            return Err(format!("linux.resources.unified key {file:?}"));
+        }
+        out.push(w("", file, value));
+    }
+    Ok(out)
+}
+
 /// The spec's device rules in order, then the devices every container gets
 /// ([`DEFAULT_ALLOWED`], the same list berth's v2 program appends).
 fn device_writes(rules: &[LinuxDeviceCgroup], out: &mut Vec<Write>) {
@@ -197,6 +298,91 @@ mod tests {
         assert!(allowed.contains(&"b *:* m"), "{allowed:?}");
         // Nothing but device rules when no limit is set.
         assert!(ws.iter().all(|w| w.controller == "devices"));
+    }
+
+    #[test]
+    fn limits_become_v2_files_as_runc_converts_them() {
+        let mut res = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .swap(64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())
+            .hugepage_limits(vec![
+                oci_spec::runtime::LinuxHugepageLimitBuilder::default()
+                    .page_size("2MB")
+                    .limit(0i64)
+                    .build()
+                    .unwrap(),
+            ])
+            .build()
+            .unwrap();
+        res.set_unified(Some([("memory.high".to_owned(), "50000000".to_owned())].into()));
+        let ws = v2_writes(Some(&res)).unwrap();
+        assert_eq!(find(&ws, "memory.max"), ["67108864"]);
+        assert_eq!(
+            find(&ws, "memory.swap.max"),
+            ["0"],
+            "swap equal to the limit: no swap"
+        );
+        assert_eq!(find(&ws, "cpu.weight"), ["20"]);
+        assert_eq!(find(&ws, "cpu.max"), ["50000 100000"]);
+        assert_eq!(find(&ws, "pids.max"), ["max"]);
+        assert_eq!(find(&ws, "hugetlb.2MB.max"), ["0"]);
+        assert_eq!(find(&ws, "memory.high"), ["50000000"]);
+        assert!(
+            ws.iter().all(|w| w.controller != "devices"),
+            "device rules are a BPF program on v2"
+        );
+
+        let unlimited_swap = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .swap(-1)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            find(&v2_writes(Some(&unlimited_swap)).unwrap(), "memory.swap.max"),
+            ["max"]
+        );
+    }
+
+    #[test]
+    fn v2_settings_left_to_libcontainer_are_named() {
+        let res = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().swappiness(10u64).build().unwrap())
+            .build()
+            .unwrap();
+        assert!(v2_writes(Some(&res)).unwrap_err().contains("swappiness"));
+        let mut res = LinuxResourcesBuilder::default().build().unwrap();
+        res.set_unified(Some([("../cgroup.procs".to_owned(), "1".to_owned())].into()));
+        assert!(v2_writes(Some(&res)).unwrap_err().contains("unified key"));
+        let res = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .swap(32 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert!(v2_writes(Some(&res)).unwrap_err().contains("below the limit"));
     }
 
     #[test]
