@@ -15,4 +15,5 @@ pub mod rootfs;
 pub mod runtime;
 pub mod spec;
 
+pub mod userns;
 pub use runtime::{Runtime, RuntimeError, RuntimeOptions};

@@ -107,6 +107,25 @@ pub struct PodConfig {
     /// Pod-level resource limits, applied to the pod cgroup.
     #[serde(default)]
     pub resources: Resources,
+    /// A user namespace of the pod's own with these mappings (CRI userns
+    /// mode POD); `None` is the host's (NODE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<UserNamespace>,
+}
+
+/// The id mappings of a pod's user namespace, as kubelet chose them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNamespace {
+    pub uids: Vec<IdMapping>,
+    pub gids: Vec<IdMapping>,
+}
+
+/// `length` ids from `container_id` inside map to `host_id` outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub length: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +194,11 @@ pub struct ContainerConfig {
     /// Signal that stops the container; the image's STOPSIGNAL, then SIGTERM.
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// Bind mounts (by destination) to idmap with these mappings, as CRI
+    /// mounts' uid/gid mappings ask (kubelet sets them on a pod's volumes
+    /// when it has a user namespace): they must be the pod's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub idmapped_mounts: BTreeMap<String, UserNamespace>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
@@ -23,10 +23,13 @@ pub enum NsKind {
     Net,
     Ipc,
     Uts,
+    /// The pod's user namespace, which owns the others when there is one.
+    User,
 }
 
 impl NsKind {
-    pub const ALL: [NsKind; 3] = [NsKind::Net, NsKind::Ipc, NsKind::Uts];
+    /// User last: unpinning releases the namespaces it owns first.
+    pub const ALL: [NsKind; 4] = [NsKind::Net, NsKind::Ipc, NsKind::Uts, NsKind::User];
 
     /// The name under /proc/<pid>/ns/ and of the pin file.
     pub fn name(self) -> &'static str {
@@ -34,6 +37,7 @@ impl NsKind {
             NsKind::Net => "net",
             NsKind::Ipc => "ipc",
             NsKind::Uts => "uts",
+            NsKind::User => "user",
         }
     }
 
@@ -42,6 +46,7 @@ impl NsKind {
             NsKind::Net => libc::CLONE_NEWNET,
             NsKind::Ipc => libc::CLONE_NEWIPC,
             NsKind::Uts => libc::CLONE_NEWUTS,
+            NsKind::User => libc::CLONE_NEWUSER,
         }
     }
 }
@@ -120,16 +125,7 @@ const THREAD_STEPS: [&str; 6] = [
 /// mounts): a tokio caller runs it in `spawn_blocking`. On failure
 /// everything done so far is undone.
 pub fn pin(dir: &Path, kinds: &[NsKind], hostname: Option<&str>) -> Result<PinnedNamespaces, NsError> {
-    let hostname = match hostname {
-        Some(h) if h.is_empty() || h.len() > 64 || h.contains('\0') => {
-            return Err(NsError::Hostname(h.to_owned()));
-        }
-        h => h,
-    };
-    let host = match (kinds.contains(&NsKind::Uts), hostname) {
-        (true, Some(h)) => Some(CString::new(h).map_err(|_| NsError::Hostname(h.to_owned()))?),
-        _ => None,
-    };
+    let host = hostname_c(kinds, hostname)?;
     let setup = NsSetup {
         flags: kinds.iter().fold(0, |f, k| f | k.clone_flag()),
         hostname: host,
@@ -175,6 +171,125 @@ pub fn pin(dir: &Path, kinds: &[NsKind], hostname: Option<&str>) -> Result<Pinne
     };
     done.disarm();
     Ok(pinned)
+}
+
+/// The hostname as the UTS namespace gets it, checked before anything is
+/// created.
+fn hostname_c(kinds: &[NsKind], hostname: Option<&str>) -> Result<Option<CString>, NsError> {
+    let hostname = match hostname {
+        Some(h) if h.is_empty() || h.len() > 64 || h.contains('\0') => {
+            return Err(NsError::Hostname(h.to_owned()));
+        }
+        h => h,
+    };
+    Ok(match (kinds.contains(&NsKind::Uts), hostname) {
+        (true, Some(h)) => Some(CString::new(h).map_err(|_| NsError::Hostname(h.to_owned()))?),
+        _ => None,
+    })
+}
+
+/// As [`pin`], with the namespaces owned by a new user namespace with
+/// these id maps (uid_map/gid_map text), pinned too (`dir/user`).
+///
+/// A user namespace cannot be created by a thread of a multi-threaded
+/// process (unshare fails with EINVAL), and a namespace it owns must be
+/// created inside it: so a forked child unshares them all at once (the
+/// kernel makes the user namespace first and has it own the others),
+/// names the UTS namespace and brings `lo` up, with the full capabilities
+/// the creator has in a new user namespace. This process writes the maps
+/// and pins the child's namespaces; then the child exits.
+pub fn pin_in_userns(
+    dir: &Path,
+    kinds: &[NsKind],
+    hostname: Option<&str>,
+    uid_map: &str,
+    gid_map: &str,
+) -> Result<PinnedNamespaces, NsError> {
+    let host = hostname_c(kinds, hostname)?;
+    let mut all: Vec<NsKind> = kinds.iter().copied().filter(|k| *k != NsKind::User).collect();
+    all.push(NsKind::User);
+    let setup = NsSetup {
+        flags: all.iter().fold(0, |f, k| f | k.clone_flag()),
+        hostname: host,
+        lo_up: all.contains(&NsKind::Net),
+        targets: Vec::new(),
+    };
+    let mut done = Undo {
+        dir,
+        created_dir: false,
+        files: Vec::new(),
+        mounted: Vec::new(),
+    };
+    let err = |step: &'static str| {
+        move |source: io::Error| NsError::Pin {
+            dir: dir.to_owned(),
+            step,
+            source,
+        }
+    };
+    prepare_targets(dir, &all, &mut done)?;
+    let (report_r, report_w) = pipe().map_err(err("create a pipe"))?;
+    let (go_r, go_w) = pipe().map_err(err("create a pipe"))?;
+    // SAFETY: the child only makes async-signal-safe calls on memory
+    // prepared above and ends in _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(err("fork")(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            libc::close(report_r.as_raw_fd());
+            libc::close(go_w.as_raw_fd());
+            let step = setup.enter() as i32;
+            let errno = if step != 0 { *libc::__errno_location() } else { 0 };
+            let msg = [step, errno];
+            libc::write(report_w.as_raw_fd(), msg.as_ptr().cast(), 8);
+            // Wait until pinned: EOF when the parent closes its end.
+            let mut b = 0u8;
+            libc::read(go_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0)
+        }
+    }
+    drop(report_w);
+    drop(go_r);
+    let result = (|| {
+        let mut msg = [0u8; 8];
+        read_full(report_r.as_raw_fd(), &mut msg).map_err(err("read the namespace child's report"))?;
+        let step = i32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
+        let errno = i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
+        if step != 0 {
+            let what = THREAD_STEPS
+                .get(step as usize)
+                .copied()
+                .unwrap_or("namespace child");
+            return Err(err(what)(io::Error::from_raw_os_error(errno)));
+        }
+        // gid_map first or last makes no difference for a privileged
+        // writer; setgroups stays allowed, as runc leaves it.
+        fs::write(format!("/proc/{pid}/uid_map"), uid_map).map_err(err("write uid_map"))?;
+        fs::write(format!("/proc/{pid}/gid_map"), gid_map).map_err(err("write gid_map"))?;
+        for &kind in &all {
+            let target = path(dir, kind);
+            let source = PathBuf::from(format!("/proc/{pid}/ns/{}", kind.name()));
+            rustix::mount::mount_bind(&source, &target)
+                .map_err(|e| err("bind-mount the namespace")(e.into()))?;
+            done.mounted.push(target);
+        }
+        Ok(())
+    })();
+    drop(go_w);
+    let mut status = 0;
+    // SAFETY: reaps our own child.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    {}
+    result?;
+    done.disarm();
+    Ok(PinnedNamespaces {
+        dir: dir.to_owned(),
+        kinds: all,
+    })
 }
 
 /// The parent as a shared mount, the pin directory and an empty file per

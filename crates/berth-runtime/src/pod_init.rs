@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::namespaces::{NsError, cpath, pipe, read_full};
 
 /// Steps of the forked children, reported with errno over the pipe.
-const STEPS: [&str; 7] = [
+const STEPS: [&str; 8] = [
     "ok",
     "setns into a pod namespace",
     "unshare(CLONE_NEWPID)",
@@ -23,6 +23,7 @@ const STEPS: [&str; 7] = [
     "setsid",
     "redirect stdio to /dev/null",
     "exec",
+    "become root of the pod's user namespace",
 ];
 
 /// How long `stop_pid_init` waits for the init to disappear.
@@ -48,11 +49,16 @@ pub fn spawn_pid_init(exe: &Path, args: &[&str], join: &[PathBuf]) -> Result<u32
         .map_err(err("prepare the arguments"))?;
     let mut argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let ns_files: Vec<File> = join
+    let mut ns_files: Vec<File> = join
         .iter()
         .map(File::open)
         .collect::<io::Result<_>>()
         .map_err(err("open a namespace file to join"))?;
+    // A user namespace is joined first: it owns the others, and joining
+    // them takes the capabilities one has in it.
+    let is_user = |f: &File| unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE) } == libc::CLONE_NEWUSER;
+    ns_files.sort_by_key(|f| !is_user(f));
+    let in_userns = ns_files.first().is_some_and(is_user);
     let ns_fds: Vec<libc::c_int> = ns_files.iter().map(|f| f.as_raw_fd()).collect();
     let devnull = File::options()
         .read(true)
@@ -62,6 +68,7 @@ pub fn spawn_pid_init(exe: &Path, args: &[&str], join: &[PathBuf]) -> Result<u32
     let (report_r, report_w) = pipe().map_err(err("create a pipe"))?;
     let child = ForkArgs {
         ns_fds: &ns_fds,
+        in_userns,
         exe: &c_exe,
         argv: &argv,
         devnull: devnull.as_raw_fd(),
@@ -127,8 +134,13 @@ fn reap(pid: libc::pid_t) {
     {}
 }
 
+/// ioctl(2) on a namespace file: its CLONE_NEW* type.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
 struct ForkArgs<'a> {
     ns_fds: &'a [libc::c_int],
+    /// The first of `ns_fds` is a user namespace: become its root.
+    in_userns: bool,
     exe: &'a CString,
     argv: &'a [*const libc::c_char],
     devnull: libc::c_int,
@@ -155,6 +167,16 @@ unsafe fn intermediate_main(a: &ForkArgs) -> ! {
                 send(a.report, 1, errno());
                 libc::_exit(1);
             }
+        }
+        // Root of the pod's user namespace, not the host's root seen from
+        // it (unmapped): the init then runs as the pod's own ids.
+        if a.in_userns
+            && (libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(0, 0, 0) != 0
+                || libc::setresuid(0, 0, 0) != 0)
+        {
+            send(a.report, 7, errno());
+            libc::_exit(1);
         }
         if libc::unshare(libc::CLONE_NEWPID) != 0 {
             send(a.report, 2, errno());

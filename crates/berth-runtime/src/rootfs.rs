@@ -40,6 +40,76 @@ pub fn mount(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Re
     for d in [upper, work, target] {
         std::fs::create_dir_all(d).map_err(|e| io("create directory", e))?;
     }
+    mount_overlay(layers, upper, work, target)
+}
+
+/// As [`mount`], for a container in a user namespace: each layer is
+/// stacked through an idmapped mount of it, so the image's files, stored
+/// as owned by 0, show as owned by the host ids of the pod's root (and so
+/// as root's inside), with not a byte of the shared layers chowned.
+///
+/// Overlayfs itself cannot be idmapped (mount_setattr: EINVAL), and an
+/// idmapped upper does not work either: overlayfs writes the upper layer
+/// with its mounter's credentials, the host's root, whom the idmapping
+/// cannot map (the overlay comes up read-only). So the upper layer is a
+/// plain directory owned by the pod's root: what the container writes is
+/// stored with the host ids it runs as, and copy-up takes the owner the
+/// idmapped lower layer shows. The idmapped layer mounts are made under
+/// `stage` and detached as soon as the overlay holds them.
+pub fn mount_idmapped(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    stage: &Path,
+    idmap: &crate::userns::Idmapper,
+    root: (u32, u32),
+) -> Result<(), RootfsError> {
+    let io = |what, source| RootfsError::Io {
+        what,
+        target: target.to_path_buf(),
+        source,
+    };
+    if layers.is_empty() {
+        return Err(RootfsError::NoLayers {
+            target: target.to_path_buf(),
+        });
+    }
+    for d in [upper, work, target, stage] {
+        std::fs::create_dir_all(d).map_err(|e| io("create directory", e))?;
+    }
+    std::os::unix::fs::chown(upper, Some(root.0), Some(root.1))
+        .map_err(|e| io("chown the upper directory", e))?;
+    let mut staged = Vec::with_capacity(layers.len());
+    let res = (|| {
+        for (i, layer) in layers.iter().enumerate() {
+            let at = stage.join(i.to_string());
+            std::fs::create_dir_all(&at).map_err(|e| io("create directory", e))?;
+            idmap
+                .bind(layer, &at)
+                .map_err(|e| io("idmapped mount of a layer", e))?;
+            staged.push(at);
+        }
+        mount_overlay(&staged, upper, work, target)
+    })();
+    // The overlay keeps its own references to the layers.
+    // Never remove_dir_all: a mount that failed to go would take a layer's
+    // files with it.
+    for i in 0..layers.len() {
+        let at = stage.join(i.to_string());
+        let _ = unmount(&at);
+        let _ = std::fs::remove_dir(&at);
+    }
+    let _ = std::fs::remove_dir(stage);
+    res
+}
+
+fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), RootfsError> {
+    let io = |what, source| RootfsError::Io {
+        what,
+        target: target.to_path_buf(),
+        source,
+    };
     // overlay lists lowerdirs top first.
     let mut opts = String::from("lowerdir=");
     for (i, l) in layers.iter().rev().enumerate() {

@@ -1795,3 +1795,255 @@ fn pod_network_statistics_and_cri_metrics_follow_the_pods_traffic() {
     drop(bridge);
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+/// `ls -lnd` of `path` in `ctr`: (uid, gid).
+async fn owner_in(rs: &mut RuntimeServiceClient<Channel>, ctr: &str, path: &str) -> (u32, u32) {
+    let (code, out) = exec_sync_out(rs, ctr, &["ls", "-lnd", path]).await;
+    assert_eq!(code, 0, "ls {path}: {out}");
+    let f: Vec<&str> = out.split_whitespace().collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+async fn exec_sync_out(rs: &mut RuntimeServiceClient<Channel>, ctr: &str, cmd: &[&str]) -> (i32, String) {
+    let out = rs
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: ctr.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.exit_code, text)
+}
+
+fn userns_options(mode: v1::NamespaceMode, maps: Vec<v1::IdMapping>) -> Option<v1::NamespaceOption> {
+    Some(v1::NamespaceOption {
+        userns_options: Some(v1::UserNamespace {
+            mode: mode as i32,
+            uids: maps.clone(),
+            gids: maps,
+        }),
+        ..Default::default()
+    })
+}
+
+/// KEP-127: a pod with a user namespace of its own. Root inside is the
+/// host's 300000: the container's uid_map says so, the image's files show
+/// as root's without the layers being chowned, what the container writes
+/// to its rootfs and to an idmapped volume is stored as 300000, and a
+/// host-root file in a volume that is not idmapped cannot be written.
+/// The pinned user namespace and every mount go with the pod. Bad
+/// mappings and modes are refused.
+#[test]
+fn a_pod_with_a_user_namespace_maps_its_root_to_kubelets_range() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let b = Berth::new();
+    // The pod's root is no one on the host: the way to berth's state must
+    // be searchable by others (the temp dir is 0700).
+    std::fs::set_permissions(b.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    let empty = b.dir.path().join("empty");
+    let hostpath = b.dir.path().join("hostpath");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::create_dir(&hostpath).unwrap();
+    std::fs::write(hostpath.join("root-file"), "host\n").unwrap();
+    let range = || {
+        vec![v1::IdMapping {
+            container_id: 0,
+            host_id: 300_000,
+            length: 65536,
+        }]
+    };
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let st = rs
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        let default = st.runtime_handlers.iter().find(|h| h.name.is_empty()).unwrap();
+        assert!(default.features.unwrap().user_namespaces, "{st:?}");
+
+        // Refused: two mappings, container id 0 unmapped, CONTAINER, TARGET.
+        let two = vec![
+            range()[0],
+            v1::IdMapping {
+                container_id: 65536,
+                host_id: 500_000,
+                length: 10,
+            },
+        ];
+        let not_zero = vec![v1::IdMapping {
+            container_id: 1,
+            ..range()[0]
+        }];
+        for (i, opts) in [
+            userns_options(v1::NamespaceMode::Pod, two),
+            userns_options(v1::NamespaceMode::Pod, not_zero),
+            userns_options(v1::NamespaceMode::Container, vec![]),
+            userns_options(v1::NamespaceMode::Target, vec![]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut config = pod_config(&format!("bad-userns-{i}"), &logs);
+            config.linux = Some(v1::LinuxPodSandboxConfig {
+                security_context: Some(v1::LinuxSandboxSecurityContext {
+                    namespace_options: opts,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let err = rs
+                .run_pod_sandbox(v1::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{i}: {err:?}");
+        }
+
+        ImageServiceClient::new(ch.clone())
+            .pull_image(v1::PullImageRequest {
+                image: image(&busybox()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let opts = userns_options(v1::NamespaceMode::Pod, range());
+        let mut sandbox = pod_config("userns", &logs);
+        sandbox.linux = Some(v1::LinuxPodSandboxConfig {
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: opts.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let pod = rs
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(sandbox.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let pin = b.state().join("pods").join(&pod).join("ns").join("user");
+        assert!(pin.exists(), "no pinned user namespace at {}", pin.display());
+        let pod_st = rs
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        let reported = pod_st
+            .linux
+            .unwrap()
+            .namespaces
+            .unwrap()
+            .options
+            .unwrap()
+            .userns_options
+            .unwrap();
+        assert_eq!(
+            (reported.mode, reported.uids),
+            (v1::NamespaceMode::Pod as i32, range())
+        );
+
+        let mut config = busybox_container("userns", &["sleep", "1000"]);
+        config.mounts = vec![
+            v1::Mount {
+                container_path: "/empty".into(),
+                host_path: empty.display().to_string(),
+                uid_mappings: range(),
+                gid_mappings: range(),
+                ..Default::default()
+            },
+            v1::Mount {
+                container_path: "/host".into(),
+                host_path: hostpath.display().to_string(),
+                ..Default::default()
+            },
+        ];
+        config.linux = Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                namespace_options: opts.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let ctr = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap();
+        start_ctr(&mut rs, &ctr).await;
+
+        let (code, map) = exec_sync_out(&mut rs, &ctr, &["cat", "/proc/self/uid_map"]).await;
+        assert_eq!(code, 0, "{map}");
+        assert_eq!(
+            map.split_whitespace().collect::<Vec<_>>(),
+            ["0", "300000", "65536"],
+            "{map}"
+        );
+        let (_, id) = exec_sync_out(&mut rs, &ctr, &["id"]).await;
+        assert!(id.starts_with("uid=0(root) gid=0(root)"), "{id}");
+
+        // The image's files: root's inside, unchanged (0) in the layer.
+        assert_eq!(owner_in(&mut rs, &ctr, "/bin/busybox").await, (0, 0));
+        assert_eq!(owner_in(&mut rs, &ctr, "/").await, (0, 0));
+        let (code, out) = exec_sync_out(
+            &mut rs,
+            &ctr,
+            &["sh", "-c", "echo new > /new-file && echo more >> /etc/passwd"],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(owner_in(&mut rs, &ctr, "/new-file").await, (0, 0));
+        let upper = b.root().join("containers").join(&ctr).join("upper");
+        for f in ["new-file", "etc/passwd"] {
+            let m = std::fs::metadata(upper.join(f)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (300_000, 300_000), "{f} in the upper layer");
+        }
+        // The pod's files are root's inside too, and readable.
+        assert_eq!(owner_in(&mut rs, &ctr, "/etc/hosts").await, (0, 0));
+        let (code, out) = exec_sync_out(&mut rs, &ctr, &["cat", "/etc/resolv.conf", "/etc/hostname"]).await;
+        assert_eq!(code, 0, "{out}");
+
+        // The idmapped volume: host root's directory is root's inside, and
+        // what root writes there is stored as 0, the pod's own id, not the
+        // host's 300000 (KEP-127: another pod, with another range, sees
+        // the same owners).
+        assert_eq!(owner_in(&mut rs, &ctr, "/empty").await, (0, 0));
+        let (code, out) = exec_sync_out(&mut rs, &ctr, &["sh", "-c", "echo x > /empty/f"]).await;
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(owner_in(&mut rs, &ctr, "/empty/f").await, (0, 0));
+        let m = std::fs::metadata(empty.join("f")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0));
+
+        // The volume that is not idmapped: the host's root is no one here.
+        assert_eq!(owner_in(&mut rs, &ctr, "/host/root-file").await, (65534, 65534));
+        let (code, out) = exec_sync_out(&mut rs, &ctr, &["sh", "-c", "echo pwned >> /host/root-file"]).await;
+        assert_ne!(code, 0, "{out}");
+        let (code, out) = exec_sync_out(&mut rs, &ctr, &["touch", "/host/new"]).await;
+        assert_ne!(code, 0, "{out}");
+        assert_eq!(
+            std::fs::read_to_string(hostpath.join("root-file")).unwrap(),
+            "host\n"
+        );
+
+        remove_pod(&mut rs, &pod).await;
+        assert!(!pin.exists(), "{} left", pin.display());
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

@@ -111,7 +111,30 @@ fn container_config(c: v1::ContainerConfig) -> Result<ContainerConfig, CriError>
         rlimits: vec![],
         sysctls: Default::default(),
         stop_signal: None,
+        idmapped_mounts: c
+            .mounts
+            .iter()
+            .filter(|m| !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty())
+            .map(|m| (m.container_path.clone(), idmap(m)))
+            .collect(),
     })
+}
+
+/// A CRI mount's idmapping, in the model's terms.
+fn idmap(m: &v1::Mount) -> berth_runtime::model::UserNamespace {
+    let maps = |v: &[v1::IdMapping]| {
+        v.iter()
+            .map(|m| berth_runtime::model::IdMapping {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    berth_runtime::model::UserNamespace {
+        uids: maps(&m.uid_mappings),
+        gids: maps(&m.gid_mappings),
+    }
 }
 
 fn mount(m: &v1::Mount) -> Result<Mount, CriError> {

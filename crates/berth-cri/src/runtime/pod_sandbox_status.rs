@@ -85,11 +85,39 @@ fn sandbox_status(pod: &PodRecord) -> v1::PodSandboxStatus {
         network,
         linux: Some(v1::LinuxPodSandboxStatus {
             namespaces: Some(v1::Namespace {
-                options: Some(convert::cri_namespace_options(&pod.config.namespaces)),
+                options: Some(v1::NamespaceOption {
+                    userns_options: Some(userns_options(pod)),
+                    ..convert::cri_namespace_options(&pod.config.namespaces)
+                }),
             }),
         }),
         labels: convert::hash(&pod.config.labels),
         annotations: annotations(pod),
         runtime_handler: pod.config.runtime_handler.clone(),
+    }
+}
+
+/// The pod's user namespace as the CRI reports it: NODE, or POD with the
+/// mappings it was created with.
+fn userns_options(pod: &PodRecord) -> v1::UserNamespace {
+    let maps = |v: &[berth_runtime::model::IdMapping]| {
+        v.iter()
+            .map(|m| v1::IdMapping {
+                host_id: m.host_id,
+                container_id: m.container_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    match &pod.config.userns {
+        None => v1::UserNamespace {
+            mode: v1::NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+        Some(u) => v1::UserNamespace {
+            mode: v1::NamespaceMode::Pod as i32,
+            uids: maps(&u.uids),
+            gids: maps(&u.gids),
+        },
     }
 }

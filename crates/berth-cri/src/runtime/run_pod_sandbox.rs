@@ -1,7 +1,7 @@
 //! RunPodSandbox: the CRI pod config mapped onto berth's `PodConfig`.
 
 use berth_runtime::RuntimeError;
-use berth_runtime::model::{DnsConfig, PodConfig, PortMapping};
+use berth_runtime::model::{DnsConfig, IdMapping, PodConfig, PortMapping, UserNamespace};
 use berth_store::StoreError;
 
 use crate::convert;
@@ -64,7 +64,9 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
     convert::check_selinux("RunPodSandbox", sc.selinux_options.as_ref());
     // Absent options are the proto's zero value: POD for every namespace,
     // PID included (kubelet always sends them; crictl and critest may not).
-    let namespaces = convert::namespace_options(&sc.namespace_options.unwrap_or_default());
+    let namespace_options = sc.namespace_options.unwrap_or_default();
+    let namespaces = convert::namespace_options(&namespace_options);
+    let userns = userns(namespace_options.userns_options.as_ref())?;
     let mut annotations = convert::btree(c.annotations);
     annotations.insert(names::POD_NAME_ANNOTATION.into(), meta.name.clone());
     #[allow(deprecated)]
@@ -111,7 +113,39 @@ fn pod_config(c: v1::PodSandboxConfig, runtime_handler: String) -> Result<PodCon
             .as_ref()
             .map(convert::resources)
             .unwrap_or_default(),
+        userns,
     })
+}
+
+/// CRI userns options: NODE (or none) is the host's user namespace, POD
+/// one of the pod's own with kubelet's mappings (checked by the runtime);
+/// a user namespace per container, or another's, is not a thing a pod can
+/// ask for.
+fn userns(o: Option<&v1::UserNamespace>) -> Result<Option<UserNamespace>, CriError> {
+    let Some(o) = o else {
+        return Ok(None);
+    };
+    let maps = |v: &[v1::IdMapping]| {
+        v.iter()
+            .map(|m| IdMapping {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    match v1::NamespaceMode::try_from(o.mode) {
+        Ok(v1::NamespaceMode::Node) => Ok(None),
+        Ok(v1::NamespaceMode::Pod) => Ok(Some(UserNamespace {
+            uids: maps(&o.uids),
+            gids: maps(&o.gids),
+        })),
+        _ => Err(CriError::InvalidArgument(format!(
+            "RunPodSandbox: user namespace mode {} is not supported: only POD and NODE are",
+            v1::NamespaceMode::try_from(o.mode)
+                .map_or_else(|_| o.mode.to_string(), |m| m.as_str_name().to_string())
+        ))),
+    }
 }
 
 /// A group alone is refused as containerd refuses it: the image's user

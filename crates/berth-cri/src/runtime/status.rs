@@ -36,7 +36,7 @@ impl CriService {
                 name: name.clone(),
                 features: Some(v1::RuntimeHandlerFeatures {
                     recursive_read_only_mounts: false,
-                    user_namespaces: false,
+                    user_namespaces: berth_runtime::userns::supported(),
                 }),
             })
             .collect();

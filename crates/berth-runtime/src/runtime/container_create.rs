@@ -14,6 +14,7 @@ use crate::monitor::{self, MonitorConfig};
 use crate::namespaces::{self, NsKind};
 use crate::rootfs;
 use crate::spec::{self, PodFiles, PodNamespacePaths, SpecInput};
+use crate::userns;
 
 /// An image as the runtime needs it, resolved by the caller from the image
 /// store.
@@ -31,6 +32,9 @@ pub struct ResolvedImage {
     /// Blobs the container keeps alive (manifest, config).
     pub blobs: Vec<berth_api::Digest>,
 }
+
+/// A pod's idmapper and the host (uid, gid) of its root.
+type PodIdmap = (userns::Idmapper, (u32, u32));
 
 impl Runtime {
     /// Creates a container in a ready pod; it is left in state created.
@@ -132,12 +136,36 @@ impl Runtime {
                 let _ = remove_dir(&r);
             });
         }
-        rootfs::mount(
-            &layers,
-            &root_dir.join("upper"),
-            &root_dir.join("work"),
-            &rootfs_dir,
-        )?;
+        let idmap = self.pod_idmap(&pod)?;
+        // Only the pod's own mappings: a mount idmapped otherwise would
+        // need a user namespace of its own.
+        if let Some((dest, _)) = rec
+            .config
+            .idmapped_mounts
+            .iter()
+            .find(|(_, m)| Some(*m) != pod.config.userns.as_ref())
+        {
+            return Err(RuntimeError::InvalidArgument(format!(
+                "mount {dest}: idmap mappings other than the pod's user namespace's are not supported"
+            )));
+        }
+        match &idmap {
+            None => rootfs::mount(
+                &layers,
+                &root_dir.join("upper"),
+                &root_dir.join("work"),
+                &rootfs_dir,
+            )?,
+            Some((mapper, root)) => rootfs::mount_idmapped(
+                &layers,
+                &root_dir.join("upper"),
+                &root_dir.join("work"),
+                &rootfs_dir,
+                &state_dir.join("lower"),
+                mapper,
+                *root,
+            )?,
+        }
         {
             let r = rootfs_dir.clone();
             undo.push("rootfs", move || {
@@ -145,7 +173,26 @@ impl Runtime {
             });
         }
 
-        let spec = self.container_spec(&pod, &rec, &rootfs_dir)?;
+        // In a user namespace the container's bind mounts are of idmapped
+        // mounts of their sources, made here (see crate::userns).
+        let idmapped;
+        let spec_rec = match &idmap {
+            None => &rec,
+            Some((mapper, _)) => {
+                let dirs = [&rootfs_dir, &self.pod_state_dir(&pod.id).join("ns").join("user")];
+                for p in dirs {
+                    userns::ensure_searchable(p, &self.opts.state).map_err(RuntimeError::io("prepare", p))?;
+                }
+                let mut config = rec.config.clone();
+                self.idmap_volumes(&mut config, &state_dir.join("idmap"), mapper, &mut undo)?;
+                idmapped = ContainerRecord {
+                    config,
+                    ..rec.clone()
+                };
+                &idmapped
+            }
+        };
+        let spec = self.container_spec(&pod, spec_rec, &rootfs_dir)?;
         let user = spec.process().as_ref().map(|p| {
             let u = p.user();
             super::ProcessUser {
@@ -207,6 +254,69 @@ impl Runtime {
         Ok(rec)
     }
 
+    /// The idmapper of the pod's user namespace and the host ids of its
+    /// root, if it has one.
+    fn pod_idmap(&self, pod: &PodRecord) -> Result<Option<PodIdmap>, RuntimeError> {
+        let Some(u) = &pod.config.userns else {
+            return Ok(None);
+        };
+        let pin = pod
+            .ns_dir
+            .as_ref()
+            .map(|d| namespaces::path(d, NsKind::User))
+            .ok_or_else(|| {
+                RuntimeError::FailedPrecondition(format!("pod {}: its user namespace is not pinned", pod.id))
+            })?;
+        let mapper = userns::Idmapper::open(&pin).map_err(RuntimeError::io("open", &pin))?;
+        Ok(Some((mapper, userns::host_root(u))))
+    }
+
+    /// Replaces the source of each bind mount the request wants idmapped
+    /// with an idmapped mount of it under `dir`, so the pod's root owns
+    /// inside what the host's root owns (emptyDir, hostPath). Other bind
+    /// mounts stay as they are: to the pod, their host-root files belong
+    /// to no one. A source whose filesystem cannot be idmapped (devtmpfs,
+    /// procfs…) is bound as it is.
+    fn idmap_volumes(
+        &self,
+        config: &mut crate::model::ContainerConfig,
+        dir: &std::path::Path,
+        mapper: &userns::Idmapper,
+        undo: &mut Rollback,
+    ) -> Result<(), RuntimeError> {
+        let wanted = std::mem::take(&mut config.idmapped_mounts);
+        for (i, m) in config.mounts.iter_mut().enumerate() {
+            let crate::model::MountKind::Bind(src) = &mut m.kind else {
+                continue;
+            };
+            if !wanted.contains_key(&m.destination) {
+                continue;
+            }
+            let meta = std::fs::metadata(&*src).map_err(RuntimeError::io("mount source", src))?;
+            std::fs::create_dir_all(dir).map_err(RuntimeError::io("create directory", dir))?;
+            let at = dir.join(i.to_string());
+            if meta.is_dir() {
+                std::fs::create_dir(&at).map_err(RuntimeError::io("create directory", &at))?;
+            } else {
+                write_file(&at, b"")?;
+            }
+            match mapper.bind(src, &at) {
+                Ok(()) => {
+                    let a = at.clone();
+                    undo.push("idmapped volume", move || {
+                        let _ = rootfs::unmount(&a);
+                    });
+                    *src = at;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::warn!(source = %src.display(), "mount source cannot be idmapped, bound as it is: {e}");
+                }
+                Err(e) => return Err(RuntimeError::io("idmapped mount of", src)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// The OCI spec of a container of `pod`, its rootfs mounted at `rootfs`.
     fn container_spec(
         &self,
@@ -238,6 +348,7 @@ impl Runtime {
             uts: pinned(NsKind::Uts),
             pid: pod.init_pid.map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
             target_pid,
+            user: pinned(NsKind::User),
         };
         let dir = self.pod_state_dir(&pod.id);
         let shm = dir.join("shm");

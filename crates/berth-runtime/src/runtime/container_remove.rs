@@ -27,6 +27,7 @@ impl Runtime {
         }
         let state_dir = self.ctr_state_dir(&rec.id);
         rootfs::unmount(&state_dir.join("rootfs"))?;
+        unmount_idmapped_volumes(&state_dir.join("idmap"))?;
         self.cgroups.remove(&rec.cgroup)?;
         remove_dir(&state_dir)?;
         remove_dir(&self.ctr_root_dir(&rec.id))?;
@@ -34,4 +35,16 @@ impl Runtime {
         tracing::info!(container = %rec.id, "container removed");
         Ok(())
     }
+}
+
+/// The idmapped mounts of a container's volumes in a pod with a user
+/// namespace (see `Runtime::idmap_volumes`); none is fine.
+fn unmount_idmapped_volumes(dir: &std::path::Path) -> Result<(), RuntimeError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        rootfs::unmount(&e.path())?;
+    }
+    Ok(())
 }

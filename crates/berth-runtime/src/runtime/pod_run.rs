@@ -16,6 +16,7 @@ use crate::model::{NsMode, PodConfig};
 use crate::namespaces::{self, NsKind};
 use crate::network::PodNetRequest;
 use crate::pod_init;
+use crate::userns;
 
 /// Size of a pod's shared /dev/shm, as containerd and Docker default it.
 const SHM_SIZE: u64 = 64 << 20;
@@ -98,7 +99,13 @@ impl Runtime {
             if pod.network.is_some() {
                 self.save_pod(&pod)?;
             }
-            let join: Vec<_> = pinned_kinds(&pod.config)
+            // With a user namespace the init joins it too (first), so the
+            // PID namespace it makes is the pod's user namespace's.
+            let mut kinds = pinned_kinds(&pod.config);
+            if pod.config.userns.is_some() {
+                kinds.push(NsKind::User);
+            }
+            let join: Vec<_> = kinds
                 .iter()
                 .map(|k| namespaces::path(pod.ns_dir.as_ref().expect("pinned"), *k))
                 .collect();
@@ -150,11 +157,17 @@ impl Runtime {
         let kinds = pinned_kinds(&pod.config);
         if !kinds.is_empty() {
             let dir = self.pod_state_dir(&pod.id).join("ns");
-            namespaces::pin(
-                &dir,
-                &kinds,
-                kinds.contains(&NsKind::Uts).then_some(pod.hostname.as_str()),
-            )?;
+            let hostname = kinds.contains(&NsKind::Uts).then_some(pod.hostname.as_str());
+            match &pod.config.userns {
+                None => namespaces::pin(&dir, &kinds, hostname)?,
+                Some(u) => namespaces::pin_in_userns(
+                    &dir,
+                    &kinds,
+                    hostname,
+                    &userns::map_text(&u.uids),
+                    &userns::map_text(&u.gids),
+                )?,
+            };
             pod.ns_dir = Some(dir.clone());
             undo.push("namespaces", move || {
                 let _ = namespaces::unpin(&dir);
@@ -222,7 +235,7 @@ impl Runtime {
         self.write_pod_files(pod)?;
         if pod.config.namespaces.ipc == NsMode::Pod {
             let shm = self.pod_state_dir(&pod.id).join("shm");
-            mount_shm(&shm)?;
+            mount_shm(&shm, pod.config.userns.as_ref().map(userns::host_root))?;
             undo.push("shm", move || {
                 let _ = crate::rootfs::unmount(&shm);
             });
@@ -275,7 +288,17 @@ impl Runtime {
             }
             _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
-        write_file(&dir.join("resolv.conf"), resolv.as_bytes())
+        write_file(&dir.join("resolv.conf"), resolv.as_bytes())?;
+        // Owned by the pod's root, as they are by the host's root without a
+        // user namespace (to it the host's root is no one).
+        if let Some(u) = &pod.config.userns {
+            let (uid, gid) = userns::host_root(u);
+            for f in ["hostname", "hosts", "resolv.conf"] {
+                let p = dir.join(f);
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(RuntimeError::io("chown", &p))?;
+            }
+        }
+        Ok(())
     }
 
     /// Completes hosts with the pod's hostname on its IPs (or on 127.0.1.1
@@ -317,15 +340,17 @@ fn pinned_kinds(config: &PodConfig) -> Vec<NsKind> {
     kinds
 }
 
-/// The pod's shared /dev/shm, a tmpfs of its own.
-fn mount_shm(shm: &std::path::Path) -> Result<(), RuntimeError> {
+/// The pod's shared /dev/shm, a tmpfs of its own, owned by `owner` (the
+/// host ids of the pod's root) when the pod has a user namespace.
+fn mount_shm(shm: &std::path::Path, owner: Option<(u32, u32)>) -> Result<(), RuntimeError> {
+    let owner = owner.map_or(String::new(), |(u, g)| format!(",uid={u},gid={g}"));
     std::fs::create_dir_all(shm).map_err(RuntimeError::io("create directory", shm))?;
     rustix::mount::mount(
         "shm",
         shm,
         "tmpfs",
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        std::ffi::CString::new(format!("mode=1777,size={SHM_SIZE}"))
+        std::ffi::CString::new(format!("mode=1777,size={SHM_SIZE}{owner}"))
             .expect("no NUL")
             .as_c_str(),
     )
@@ -355,6 +380,24 @@ fn validate(c: &PodConfig) -> Result<(), RuntimeError> {
         return Err(RuntimeError::InvalidArgument(
             "pod namespace option pid=target is only valid for a container".into(),
         ));
+    }
+    if let Some(u) = &c.userns {
+        userns::validate(u).map_err(|e| RuntimeError::InvalidArgument(format!("pod {}: {e}", c.name)))?;
+        // Namespaces of the host are owned by the host's user namespace:
+        // a container in the pod's could not join them (Kubernetes refuses
+        // hostUsers: false with any host namespace the same way).
+        let opts = &c.namespaces;
+        if [opts.network, opts.pid, opts.ipc].contains(&NsMode::Node) {
+            return Err(RuntimeError::InvalidArgument(format!(
+                "pod {}: a user namespace of the pod's own cannot be combined with the host's network, PID or IPC namespace",
+                c.name
+            )));
+        }
+        if !userns::supported() {
+            return Err(RuntimeError::InvalidArgument(
+                "user namespaces need idmapped mounts, which this kernel lacks (Linux 5.12 or later)".into(),
+            ));
+        }
     }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct PodNamespacePaths {
     pub pid: Option<PathBuf>,
     /// PID namespace of the target container (`NsMode::Target`).
     pub target_pid: Option<PathBuf>,
+    /// The pod's pinned user namespace, when the pod has one.
+    pub user: Option<PathBuf>,
 }
 
 /// Files the pod provides to each of its containers.
@@ -242,6 +244,10 @@ pub fn generate_with(input: &SpecInput, host: &HostInfo) -> Result<Generated, Sp
         .build()
         .map_err(build_err)?;
     linux.set_seccomp(seccomp);
+    if let Some((uids, gids)) = ns.id_mappings {
+        linux.set_uid_mappings(Some(uids));
+        linux.set_gid_mappings(Some(gids));
+    }
     linux.set_rootfs_propagation(mounts.rootfs_propagation);
     if !sysctls.is_empty() {
         linux.set_sysctl(Some(sysctls));

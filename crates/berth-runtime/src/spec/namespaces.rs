@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
 
 use super::{HostInfo, SpecError, SpecInput};
 use crate::model::NsMode;
@@ -21,6 +21,9 @@ pub struct NsPlan {
     pub namespaces: Vec<LinuxNamespace>,
     pub hostname: Option<String>,
     pub modes: Modes,
+    /// The pod's user namespace mappings (uid, gid), which runc wants in
+    /// the spec even when it joins the namespace by path.
+    pub id_mappings: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
 }
 
 pub fn plan(input: &SpecInput, host: &HostInfo) -> Result<NsPlan, SpecError> {
@@ -43,7 +46,24 @@ pub fn plan(input: &SpecInput, host: &HostInfo) -> Result<NsPlan, SpecError> {
     };
     let paths = input.pod_namespaces;
     let name = &input.container.name;
-    let mut namespaces = vec![new(LinuxNamespaceType::Mount)];
+    let mut namespaces = Vec::new();
+    // The pod's user namespace, joined before the others: they are all
+    // owned by it (or, the container's own, created inside it).
+    let id_mappings = match &input.pod.userns {
+        None => None,
+        Some(u) => {
+            let path = paths
+                .user
+                .clone()
+                .ok_or_else(|| SpecError::MissingNamespacePath {
+                    container: name.to_string(),
+                    kind: "user",
+                })?;
+            namespaces.push(joined(LinuxNamespaceType::User, path));
+            Some((crate::userns::to_oci(&u.uids), crate::userns::to_oci(&u.gids)))
+        }
+    };
+    namespaces.push(new(LinuxNamespaceType::Mount));
     for (typ, kind, mode, path) in [
         (LinuxNamespaceType::Network, "network", modes.net, &paths.net),
         (LinuxNamespaceType::Ipc, "ipc", modes.ipc, &paths.ipc),
@@ -69,6 +89,7 @@ pub fn plan(input: &SpecInput, host: &HostInfo) -> Result<NsPlan, SpecError> {
         namespaces,
         hostname,
         modes,
+        id_mappings,
     })
 }
 

@@ -41,6 +41,7 @@ impl Fixture {
                 uts: Some("/run/berth/ns/web/uts".into()),
                 pid: Some("/proc/4242/ns/pid".into()),
                 target_pid: None,
+                user: None,
             },
             files: PodFiles::default(),
             host: HostInfo::unrestricted(false),

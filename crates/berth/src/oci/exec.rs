@@ -73,6 +73,7 @@ pub struct ExecArgs {
 pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     let id = &args.id;
     let container = load_container(ctx, id)?;
+    join_user_namespace(&container).with_context(|| format!("exec in container {id}"))?;
     let process_file = match &args.process {
         Some(p) => ProcessFile::given(p.clone()),
         None => {
@@ -114,6 +115,47 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     foreground::Waiter::block_signals()?
         .wait(pid)
         .with_context(|| format!("wait for exec in container {id}"))
+}
+
+/// libcontainer 0.7's exec joins every namespace of the container but its
+/// user namespace, which would leave the process the host's root inside
+/// the container's other namespaces (root owns them all from outside). So
+/// this process joins it first, as runc's exec does: then libcontainer's
+/// setuid to the process's user gives that user's id in the container,
+/// the host ids of the pod's range. What libcontainer still does as this
+/// process (join the container's cgroup, write its own state) it does as
+/// the host's uid 0, owner of those files.
+fn join_user_namespace(container: &libcontainer::container::Container) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(pid) = container.pid() else {
+        return Ok(());
+    };
+    let theirs = format!("/proc/{pid}/ns/user");
+    let (a, b) = (
+        std::fs::metadata(&theirs)?,
+        std::fs::metadata("/proc/self/ns/user")?,
+    );
+    if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+        return Ok(());
+    }
+    // Until its init has exec'd the workload the container's process is not
+    // dumpable, and from inside its user namespace its /proc/<pid>/ns files
+    // (which libcontainer reads next) are then out of reach. The kernel
+    // shows a non-dumpable task's /proc directory as owned by the host's
+    // root, which no process of a user namespace's range is.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::fs::metadata(format!("/proc/{pid}"))?.uid() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let ns = std::fs::File::open(&theirs).with_context(|| format!("open {theirs}"))?;
+    // SAFETY: setns on an fd we own; this process is single-threaded, as
+    // joining a user namespace requires.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("join the user namespace {theirs}"));
+    }
+    Ok(())
 }
 
 /// Loads the container's seccomp filter, then runs the workload as
