@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod device_filter;
+pub mod features;
 pub mod handler;
 pub mod logs;
 pub mod model;
@@ -14,6 +15,6 @@ pub mod pod_init;
 pub mod rootfs;
 pub mod runtime;
 pub mod spec;
-
 pub mod userns;
+
 pub use runtime::{Runtime, RuntimeError, RuntimeOptions};

@@ -213,6 +213,11 @@ pub struct Mount {
     /// tmpfs size in bytes (0 = kernel default).
     #[serde(default)]
     pub size: u64,
+    /// Read-only submounts too (OCI `rro`, KEP-3857): a plain `ro` bind
+    /// leaves mounts beneath the source writable. Only with `readonly`
+    /// and private propagation.
+    #[serde(default)]
+    pub recursive_readonly: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +306,10 @@ pub struct SecurityContext {
     pub run_as_group: Option<u32>,
     #[serde(default)]
     pub supplemental_groups: Vec<u32>,
+    /// Whether the groups the image's /etc/group gives the user are added
+    /// to `supplemental_groups` (KEP-3619).
+    #[serde(default)]
+    pub supplemental_groups_policy: SupplementalGroupsPolicy,
     #[serde(default)]
     pub readonly_rootfs: bool,
     #[serde(default)]
@@ -317,6 +326,18 @@ pub struct SecurityContext {
     /// AppArmor profile; reported as unsupported where the host has none.
     #[serde(default)]
     pub apparmor: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SupplementalGroupsPolicy {
+    /// The primary gid, the groups /etc/group in the image gives the user,
+    /// and the requested ones: what Kubernetes always did.
+    #[default]
+    Merge,
+    /// The primary gid and the requested groups only: an image cannot add
+    /// a group the pod's author did not ask for.
+    Strict,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

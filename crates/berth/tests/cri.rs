@@ -1796,6 +1796,280 @@ fn pod_network_statistics_and_cri_metrics_follow_the_pods_traffic() {
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
 
+/// A tmpfs mounted on `<dir>/tmpfs` in the host's mount namespace, as
+/// critest's recursive read-only spec sets up a hostPath; unmounted when
+/// dropped.
+struct HostTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl HostTmpfs {
+    fn new() -> HostTmpfs {
+        let dir = tempfile::Builder::new().prefix("rro").tempdir_in("/tmp").unwrap();
+        let sub = dir.path().join("tmpfs");
+        std::fs::create_dir(&sub).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "none"])
+            .arg(&sub)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", sub.display());
+        HostTmpfs { dir }
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path().join("tmpfs"))
+            .status();
+    }
+}
+
+async fn exec_out(rs: &mut RuntimeServiceClient<Channel>, ctr: &str, cmd: &[&str]) -> (i32, String) {
+    let out = rs
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: ctr.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.exit_code, text)
+}
+
+#[test]
+fn recursive_read_only_mounts_cover_submounts_on_every_handler() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    let host = HostTmpfs::new();
+    let host_path = host.dir.path().display().to_string();
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let st = rs
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        for name in ["", "berth", "runc"] {
+            let h = st.runtime_handlers.iter().find(|h| h.name == name);
+            assert!(
+                h.and_then(|h| h.features)
+                    .is_some_and(|f| f.recursive_read_only_mounts),
+                "handler {name:?}: {:?}",
+                st.runtime_handlers
+            );
+        }
+        let mount = |readonly, rro, propagation: v1::MountPropagation| v1::Mount {
+            container_path: "/mnt".into(),
+            host_path: host_path.clone(),
+            readonly,
+            recursive_read_only: rro,
+            propagation: propagation as i32,
+            ..Default::default()
+        };
+        for handler in ["", "runc"] {
+            let (pod, sandbox) = pod_on(&ch, &format!("rro{handler}"), &logs, handler).await;
+            for (name, rro) in [("plain", false), ("rro", true)] {
+                let mut config = busybox_container(name, &["sleep", "1000"]);
+                config.mounts = vec![mount(true, rro, v1::MountPropagation::PropagationPrivate)];
+                let ctr = create_ctr(&mut rs, &pod, &sandbox, config)
+                    .await
+                    .unwrap_or_else(|e| panic!("handler {handler:?}, {name}: {e:?}"));
+                start_ctr(&mut rs, &ctr).await;
+                let st = ctr_status(&mut rs, &ctr, false).await.status.unwrap();
+                assert_eq!(st.mounts.len(), 1, "{st:?}");
+                assert_eq!(st.mounts[0].recursive_read_only, rro, "{st:?}");
+                // The top of the mount is read-only either way.
+                let (code, out) = exec_out(&mut rs, &ctr, &["touch", "/mnt/top"]).await;
+                assert_ne!(code, 0, "handler {handler:?}, {name}: {out}");
+                let file = format!("/mnt/tmpfs/{name}{handler}");
+                let (code, out) = exec_out(&mut rs, &ctr, &["touch", &file]).await;
+                if rro {
+                    assert_ne!(code, 0, "handler {handler:?}: rro left the submount writable");
+                    assert!(
+                        out.contains("Read-only file system"),
+                        "handler {handler:?}: {out}"
+                    );
+                } else {
+                    assert_eq!(code, 0, "handler {handler:?}: plain ro submount: {out}");
+                }
+            }
+            // Refused, naming the mount: rro needs ro and private propagation.
+            for bad in [
+                mount(false, true, v1::MountPropagation::PropagationPrivate),
+                mount(true, true, v1::MountPropagation::PropagationHostToContainer),
+                mount(true, true, v1::MountPropagation::PropagationBidirectional),
+            ] {
+                let mut config = busybox_container("bad", &["sleep", "1000"]);
+                config.mounts = vec![bad.clone()];
+                let e = create_ctr(&mut rs, &pod, &sandbox, config).await.unwrap_err();
+                assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}: {e:?}");
+                assert!(e.message().contains("/mnt"), "{e:?}");
+            }
+            remove_pod(&mut rs, &pod).await;
+        }
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+    // The submount is the host's: the plain containers wrote into it.
+    let tmpfs = host.dir.path().join("tmpfs");
+    assert!(tmpfs.join("plain").exists() && tmpfs.join("plainrunc").exists());
+    assert!(!tmpfs.join("rro").exists() && !tmpfs.join("rrorunc").exists());
+}
+
+/// Imports busybox plus a layer whose /etc/passwd has default-user (1000)
+/// and whose /etc/group puts it in group-defined-in-image (50000), as
+/// critest's test-image-predefined-group; returns the image's name.
+fn predefined_group_image(b: &Berth) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let run = |cmd: &str, args: &[&str]| {
+        let out = Command::new(cmd).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let at = |tag: &str| format!("{}:{tag}", layout.display());
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{}", busybox()),
+            &format!("oci:{}", at("base")),
+        ],
+    );
+    let bundle = dir.path().join("bundle");
+    let bundle_s = bundle.to_str().unwrap();
+    run("umoci", &["unpack", "--image", &at("base"), bundle_s]);
+    let etc = bundle.join("rootfs/etc");
+    let append = |file: &str, lines: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(etc.join(file))
+            .unwrap();
+        f.write_all(lines.as_bytes()).unwrap();
+    };
+    append("passwd", "default-user:x:1000:1000::/home:/bin/sh\n");
+    append(
+        "group",
+        "default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n",
+    );
+    run("umoci", &["repack", "--image", &at("groups"), bundle_s]);
+    let tar = dir.path().join("groups.tar");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{}", at("groups")),
+            &format!("oci-archive:{}", tar.display()),
+        ],
+    );
+    let name = "example.com/predefined-group:latest";
+    b.ok(
+        "k8s.io",
+        &["image", "import", "--name", name, tar.to_str().unwrap()],
+    );
+    name.to_string()
+}
+
+#[test]
+fn supplemental_groups_policy_merge_adds_the_images_groups_and_strict_does_not() {
+    let b = Berth::new();
+    let d = Daemon::start(&b);
+    let logs = b.dir.path().join("logs");
+    let img = predefined_group_image(&b);
+    rt().block_on(async {
+        let ch = d.channel().await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+        let st = rs
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            st.features.is_some_and(|f| f.supplemental_groups_policy),
+            "{st:?}"
+        );
+        for handler in ["", "runc"] {
+            let logs = logs.join(format!("groups{handler}"));
+            let (pod, sandbox) = pod_on(&ch, &format!("groups{handler}"), &logs, handler).await;
+            for (name, policy, want) in [
+                (
+                    "merge",
+                    v1::SupplementalGroupsPolicy::Merge,
+                    vec![1000, 1234, 50000],
+                ),
+                ("strict", v1::SupplementalGroupsPolicy::Strict, vec![1000, 1234]),
+            ] {
+                let mut config = busybox_container(name, &["sh", "-c", "id -G; sleep 1000"]);
+                config.image = image(&img);
+                config.linux = Some(v1::LinuxContainerConfig {
+                    security_context: Some(v1::LinuxContainerSecurityContext {
+                        run_as_user: Some(v1::Int64Value { value: 1000 }),
+                        supplemental_groups: vec![1234],
+                        supplemental_groups_policy: policy as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                let ctr = create_ctr(&mut rs, &pod, &sandbox, config)
+                    .await
+                    .unwrap_or_else(|e| panic!("handler {handler:?}, {name}: {e:?}"));
+                start_ctr(&mut rs, &ctr).await;
+                let st = ctr_status(&mut rs, &ctr, false).await.status.unwrap();
+                let user = st.user.and_then(|u| u.linux).unwrap();
+                let mut groups = user.supplemental_groups.clone();
+                groups.sort();
+                assert_eq!(
+                    (user.uid, user.gid, groups),
+                    (1000, 1000, want.clone()),
+                    "handler {handler:?}, {name}"
+                );
+                // The process and an exec'd one hold exactly these groups.
+                let ids = |s: &str| {
+                    let mut v: Vec<i64> = s.split_whitespace().map(|g| g.parse().unwrap()).collect();
+                    v.sort();
+                    v.dedup();
+                    v
+                };
+                let (code, out) = exec_out(&mut rs, &ctr, &["id", "-G"]).await;
+                assert_eq!(code, 0, "{out}");
+                assert_eq!(ids(&out), want, "handler {handler:?}, {name}: exec: {out}");
+                let log = logs.join(format!("{name}/0.log"));
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let first = loop {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    if let Some(line) = text.lines().next() {
+                        break line.splitn(4, ' ').nth(3).unwrap_or("").to_string();
+                    }
+                    assert!(Instant::now() < deadline, "no output in {}", log.display());
+                    std::thread::sleep(Duration::from_millis(100));
+                };
+                assert_eq!(ids(&first), want, "handler {handler:?}, {name}: init: {first}");
+            }
+            remove_pod(&mut rs, &pod).await;
+        }
+    });
+    drop(d);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
 /// `ls -lnd` of `path` in `ctr`: (uid, gid).
 async fn owner_in(rs: &mut RuntimeServiceClient<Channel>, ctr: &str, path: &str) -> (u32, u32) {
     let (code, out) = exec_sync_out(rs, ctr, &["ls", "-lnd", path]).await;

@@ -154,6 +154,7 @@ fn cri_status(rec: &ContainerRecord, st: &ContainerStatus, image_id: String) -> 
                     container_path: m.destination.clone(),
                     host_path: src.display().to_string(),
                     readonly: m.readonly,
+                    recursive_read_only: m.recursive_readonly,
                     propagation: (match m.propagation {
                         Propagation::Private => v1::MountPropagation::PropagationPrivate,
                         Propagation::HostToContainer => v1::MountPropagation::PropagationHostToContainer,

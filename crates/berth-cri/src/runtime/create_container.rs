@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use berth_runtime::RuntimeError;
-use berth_runtime::model::{ContainerConfig, Device, Mount, MountKind, Propagation, SecurityContext};
+use berth_runtime::model::{
+    ContainerConfig, Device, Mount, MountKind, Propagation, SecurityContext, SupplementalGroupsPolicy,
+};
 use berth_store::StoreError;
 
 use crate::convert;
@@ -155,12 +157,27 @@ fn mount(m: &v1::Mount) -> Result<Mount, CriError> {
             )));
         }
     };
+    // KEP-3857: a recursive read-only mount must be read-only, and the
+    // runtime cannot keep mounts that propagate into it read-only later.
+    if m.recursive_read_only && !m.readonly {
+        return Err(CriError::InvalidArgument(format!(
+            "mount {}: recursive_read_only needs readonly",
+            m.container_path
+        )));
+    }
+    if m.recursive_read_only && propagation != Propagation::Private {
+        return Err(CriError::InvalidArgument(format!(
+            "mount {}: recursive_read_only needs private propagation, not {:?}",
+            m.container_path, propagation
+        )));
+    }
     Ok(Mount {
         destination: m.container_path.clone(),
         kind: MountKind::Bind(m.host_path.clone().into()),
         readonly: m.readonly,
         propagation,
         size: 0,
+        recursive_readonly: m.recursive_read_only,
     })
 }
 
@@ -187,6 +204,18 @@ fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, Cr
         run_as_username: (!sc.run_as_username.is_empty()).then_some(sc.run_as_username),
         run_as_group: convert::id(sc.run_as_group.as_ref(), "run_as_group")?,
         supplemental_groups: convert::ids(&sc.supplemental_groups, "supplemental group")?,
+        supplemental_groups_policy: match v1::SupplementalGroupsPolicy::try_from(
+            sc.supplemental_groups_policy,
+        ) {
+            Ok(v1::SupplementalGroupsPolicy::Merge) => SupplementalGroupsPolicy::Merge,
+            Ok(v1::SupplementalGroupsPolicy::Strict) => SupplementalGroupsPolicy::Strict,
+            Err(_) => {
+                return Err(CriError::InvalidArgument(format!(
+                    "CreateContainer: supplemental_groups_policy {} is unknown",
+                    sc.supplemental_groups_policy
+                )));
+            }
+        },
         readonly_rootfs: sc.readonly_rootfs,
         no_new_privs: sc.no_new_privs,
         seccomp,
@@ -287,5 +316,49 @@ mod tests {
         .unwrap();
         assert_eq!(by_name.run_as_username.as_deref(), Some("nobody"));
         assert_eq!(by_name.run_as_group, Some(1000));
+    }
+
+    #[test]
+    fn recursive_read_only_needs_readonly_and_private_propagation() {
+        let rro = |readonly, propagation: v1::MountPropagation| v1::Mount {
+            container_path: "/mnt".into(),
+            host_path: "/tmp/x".into(),
+            readonly,
+            recursive_read_only: true,
+            propagation: propagation as i32,
+            ..Default::default()
+        };
+        let m = mount(&rro(true, v1::MountPropagation::PropagationPrivate)).unwrap();
+        assert!(m.readonly && m.recursive_readonly);
+        for bad in [
+            rro(false, v1::MountPropagation::PropagationPrivate),
+            rro(true, v1::MountPropagation::PropagationHostToContainer),
+            rro(true, v1::MountPropagation::PropagationBidirectional),
+        ] {
+            let err = mount(&bad).unwrap_err();
+            assert!(matches!(err, CriError::InvalidArgument(_)), "{err}");
+            assert!(err.to_string().contains("mount /mnt"), "{err}");
+        }
+    }
+
+    #[test]
+    fn supplemental_groups_policy_maps_and_unknown_is_refused() {
+        let policy = |p: i32| {
+            security(v1::LinuxContainerSecurityContext {
+                supplemental_groups_policy: p,
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            policy(0).unwrap().supplemental_groups_policy,
+            SupplementalGroupsPolicy::Merge
+        );
+        assert_eq!(
+            policy(v1::SupplementalGroupsPolicy::Strict as i32)
+                .unwrap()
+                .supplemental_groups_policy,
+            SupplementalGroupsPolicy::Strict
+        );
+        assert!(matches!(policy(7), Err(CriError::InvalidArgument(_))));
     }
 }

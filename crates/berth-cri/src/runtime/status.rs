@@ -27,17 +27,20 @@ impl CriService {
                 message,
             },
         };
-        let handlers = self
-            .runtime
-            .options()
-            .handlers
-            .keys()
-            .map(|name| v1::RuntimeHandler {
-                name: name.clone(),
-                features: Some(v1::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
-                    user_namespaces: berth_runtime::userns::supported(),
-                }),
+        let opts = self.runtime.options();
+        // "" is the default handler (CRI: "an empty string denotes the
+        // default"); critest and kubelet look it up by that name.
+        let handlers = std::iter::once(("", &opts.default_handler))
+            .chain(opts.handlers.keys().map(|n| (n.as_str(), n)))
+            .filter_map(|(name, handler)| {
+                let features = berth_runtime::features::of(opts.handlers.get(handler)?);
+                Some(v1::RuntimeHandler {
+                    name: name.to_string(),
+                    features: Some(v1::RuntimeHandlerFeatures {
+                        recursive_read_only_mounts: features.recursive_readonly,
+                        user_namespaces: berth_runtime::userns::supported(),
+                    }),
+                })
             })
             .collect();
         let mut info = std::collections::HashMap::new();
@@ -68,8 +71,9 @@ impl CriService {
             }),
             info,
             runtime_handlers: handlers,
+            // Strict is honoured by spec::user whatever the handler.
             features: Some(v1::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
             }),
         })
     }

@@ -59,6 +59,16 @@ impl Runtime {
             tracing::info_span!("create_container", pod = %pod.id, container = %id, name = %config.name);
         let _e = span.enter();
         let handler = self.handler(&pod.config.runtime_handler)?.clone();
+        // kubelet asks for rro only where Status said the handler has it;
+        // anyone else gets a clear refusal rather than the handler's error.
+        if let Some(m) = config.mounts.iter().find(|m| m.recursive_readonly)
+            && !crate::features::of(&handler).recursive_readonly
+        {
+            return Err(RuntimeError::InvalidArgument(format!(
+                "mount {}: runtime handler {} cannot make mounts recursively read-only",
+                m.destination, handler.name
+            )));
+        }
         let log_path = match &config.log_path {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) => pod

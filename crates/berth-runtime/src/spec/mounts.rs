@@ -173,7 +173,13 @@ fn requested_mount(m: &Mount) -> Result<OciMount, SpecError> {
                 Propagation::HostToContainer => "rslave",
                 Propagation::Bidirectional => "rshared",
             };
-            mount(&dest, "bind", src, &["rbind", propagation, rw])
+            let mut opts = vec!["rbind", propagation, rw];
+            if m.recursive_readonly {
+                // `ro` alone leaves the submounts rbind brings along
+                // writable; `rro` (mount_setattr AT_RECURSIVE) covers them.
+                opts.push("rro");
+            }
+            mount(&dest, "bind", src, &opts)
         }
         MountKind::Tmpfs => {
             let size = format!("size={}", m.size);

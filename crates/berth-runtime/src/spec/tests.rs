@@ -7,7 +7,10 @@ use oci_spec::runtime::{
 
 use super::seccomp::{CLONE_NAMESPACE_FLAGS, evaluate};
 use super::*;
-use crate::model::{Device, Mount, MountKind, NamespaceOptions, NsMode, Propagation, Rlimit, Seccomp};
+use crate::model::{
+    Device, Mount, MountKind, NamespaceOptions, NsMode, Propagation, Rlimit, Seccomp,
+    SupplementalGroupsPolicy,
+};
 
 /// One container request with everything it refers to.
 struct Fixture {
@@ -294,6 +297,19 @@ fn user_from_request_overrides_image_and_adds_supplementary_groups() {
 }
 
 #[test]
+fn strict_supplemental_groups_policy_ignores_the_images_group_file() {
+    let mut f = Fixture::new().with_accounts();
+    f.ctr.security.run_as_user = Some(1000);
+    f.ctr.security.supplemental_groups = vec![1234];
+    assert_eq!(user_of(&f), (1000, 1000, vec![1000, 3000, 3001, 1234]));
+    f.ctr.security.supplemental_groups_policy = SupplementalGroupsPolicy::Strict;
+    assert_eq!(user_of(&f), (1000, 1000, vec![1000, 1234]));
+    // The primary group still comes from /etc/passwd.
+    f.ctr.security.supplemental_groups.clear();
+    assert_eq!(user_of(&f), (1000, 1000, vec![1000]));
+}
+
+#[test]
 fn unknown_user_or_group_is_an_error_naming_it() {
     let mut f = Fixture::new().with_accounts();
     f.image.user = Some("ghost".into());
@@ -415,7 +431,28 @@ fn bind(dest: &str, src: &str) -> Mount {
         readonly: false,
         propagation: Propagation::Private,
         size: 0,
+        recursive_readonly: false,
     }
+}
+
+#[test]
+fn recursive_readonly_bind_gets_rro() {
+    let mut f = Fixture::new();
+    f.ctr.mounts = vec![
+        Mount {
+            readonly: true,
+            recursive_readonly: true,
+            ..bind("/rro", "/host/rro")
+        },
+        Mount {
+            readonly: true,
+            ..bind("/ro", "/host/ro")
+        },
+    ];
+    let spec = f.spec();
+    let opts = |dest| mount_of(&spec, dest).options().clone().unwrap();
+    assert_eq!(opts("/rro"), ["rbind", "rprivate", "ro", "rro"]);
+    assert_eq!(opts("/ro"), ["rbind", "rprivate", "ro"]);
 }
 
 fn mount_of<'s>(spec: &'s Spec, dest: &str) -> &'s oci_spec::runtime::Mount {

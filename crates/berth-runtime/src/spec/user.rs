@@ -11,6 +11,7 @@ use oci_spec::runtime::User;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::{SpecError, SpecInput};
+use crate::model::SupplementalGroupsPolicy;
 
 /// No real passwd or group file is near this; a bigger one is hostile.
 const MAX_FILE: u64 = 4 << 20;
@@ -106,7 +107,10 @@ pub fn resolve(input: &SpecInput) -> Result<User, SpecError> {
         .map(|e| (e.name.clone(), e.gid));
     let gid = gid.or(username.as_ref().map(|u| u.1)).unwrap_or(0);
     let mut additional = vec![gid];
-    if let Some((name, _)) = &username {
+    // Strict: the image's /etc/group is not consulted at all, so the
+    // process holds exactly the groups the pod's author wrote down.
+    let merge = sec.supplemental_groups_policy == SupplementalGroupsPolicy::Merge;
+    if let Some((name, _)) = username.as_ref().filter(|_| merge) {
         let member_of: Vec<u32> = acc
             .group()?
             .iter()

@@ -1165,6 +1165,7 @@ impl ContainerMapper<'_> {
                 readonly: m.read_only,
                 propagation,
                 size,
+                recursive_readonly: false,
             });
         }
         Ok(out)
@@ -1623,6 +1624,7 @@ spec:
                 readonly: false,
                 propagation: Propagation::Private,
                 size: 0,
+                recursive_readonly: false,
             }]
         );
         // Pod-level values are the container's defaults.
@@ -1647,6 +1649,7 @@ spec:
                     readonly: true,
                     propagation: Propagation::HostToContainer,
                     size: 0,
+                    recursive_readonly: false,
                 },
                 Mount {
                     destination: "/var/cache/web".into(),
@@ -1654,6 +1657,7 @@ spec:
                     readonly: false,
                     propagation: Propagation::Private,
                     size: 0,
+                    recursive_readonly: false,
                 },
                 Mount {
                     destination: "/tmp".into(),
@@ -1661,6 +1665,7 @@ spec:
                     readonly: false,
                     propagation: Propagation::Private,
                     size: 64 << 20,
+                    recursive_readonly: false,
                 },
             ]
         );

@@ -623,6 +623,7 @@ fn parse_mount(s: &str) -> anyhow::Result<Mount> {
             readonly: ro,
             propagation: prop,
             size,
+            recursive_readonly: false,
         });
     }
     let parts: Vec<&str> = s.split(':').collect();
@@ -638,6 +639,7 @@ fn parse_mount(s: &str) -> anyhow::Result<Mount> {
         readonly: ro,
         propagation: Propagation::Private,
         size: 0,
+        recursive_readonly: false,
     })
 }
 

@@ -56,6 +56,38 @@ pub fn features() -> Result<()> {
     Ok(())
 }
 
+/// libcontainer's recursive options (mount_setattr with AT_RECURSIVE),
+/// which `known_options` leaves out; kubelet and berth's CRI read `rro`
+/// here before they ask for a recursively read-only mount.
+const RECURSIVE_OPTIONS: &[&str] = &[
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rnoatime",
+    "ratime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+];
+
+fn mount_options() -> Vec<String> {
+    let mut v = MountOption::known_options();
+    v.extend(RECURSIVE_OPTIONS.iter().map(|o| o.to_string()));
+    v.sort();
+    v.dedup();
+    v
+}
+
 fn document() -> serde_json::Value {
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -66,7 +98,7 @@ fn document() -> serde_json::Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": MountOption::known_options(),
+        "mountOptions": mount_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
@@ -91,6 +123,8 @@ fn document() -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
 
     #[test]
@@ -100,6 +134,15 @@ mod tests {
         assert!(doc["ociVersionMax"].as_str().unwrap().starts_with("1."));
         let caps = doc["linux"]["capabilities"].as_array().unwrap();
         assert_eq!(caps[0], "CAP_CHOWN");
-        assert!(doc["mountOptions"].as_array().unwrap().iter().any(|o| o == "ro"));
+        let opts = doc["mountOptions"].as_array().unwrap();
+        assert!(opts.iter().any(|o| o == "ro"));
+        // the recursive options are listed, and libcontainer parses each
+        for o in RECURSIVE_OPTIONS {
+            assert!(opts.iter().any(|x| x == o), "{o}");
+            assert!(
+                libcontainer::syscall::linux::MountRecursive::from_str(o).is_ok(),
+                "{o}"
+            );
+        }
     }
 }
