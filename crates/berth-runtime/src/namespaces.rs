@@ -28,8 +28,12 @@ pub enum NsKind {
 }
 
 impl NsKind {
-    /// User last: unpinning releases the namespaces it owns first.
-    pub const ALL: [NsKind; 4] = [NsKind::Net, NsKind::Ipc, NsKind::Uts, NsKind::User];
+    /// The namespaces every pod of its own network pins ([`pin`] makes them
+    /// from a thread; a user namespace needs [`pin_in_userns`]).
+    pub const ALL: [NsKind; 3] = [NsKind::Net, NsKind::Ipc, NsKind::Uts];
+    /// Every kind a pod may pin, user last: unpinning releases the
+    /// namespaces it owns first.
+    pub const PINNABLE: [NsKind; 4] = [NsKind::Net, NsKind::Ipc, NsKind::Uts, NsKind::User];
 
     /// The name under /proc/<pid>/ns/ and of the pin file.
     pub fn name(self) -> &'static str {
@@ -393,7 +397,7 @@ pub fn unpin(dir: &Path) -> Result<(), NsError> {
             source,
         }
     };
-    for kind in NsKind::ALL {
+    for kind in NsKind::PINNABLE {
         let file = path(dir, kind);
         if is_pinned(dir, kind) {
             match rustix::mount::unmount(&file, UnmountFlags::DETACH) {
