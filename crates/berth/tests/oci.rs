@@ -373,9 +373,17 @@ fn run_reports_killing_signal_as_128_plus() {
                 .spawn()
                 .unwrap();
             rt.wait_status(&c.id, "running");
-            rt.ok(&["kill", &c.id, "KILL"]);
+            let killed = rt.output(&["kill", &c.id, "KILL"]);
             let status = child.wait().unwrap();
             let stderr = String::from_utf8(read_all(err)).unwrap();
+            // Say how the container ended when it was gone before the kill
+            // (seen once under heavy load; the run's own stderr tells why).
+            assert!(
+                killed.status.success(),
+                "{}: kill failed: {}; the run ended {status}: {stderr}",
+                rt.name(),
+                String::from_utf8_lossy(&killed.stderr)
+            );
             assert_eq!(status.code(), Some(128 + 9), "{}: {status}: {stderr}", rt.name());
         }
         assert_no_test_cgroups(&["sig"]);
