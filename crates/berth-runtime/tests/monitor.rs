@@ -130,6 +130,7 @@ impl Container {
                     .join(cgroup.trim_start_matches('/'))
                     .join("memory.oom_control")
             }],
+            restore: None,
         };
         Container {
             tmp,

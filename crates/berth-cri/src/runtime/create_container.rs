@@ -1,5 +1,6 @@
 //! CreateContainer: the CRI container config mapped onto berth's
-//! `ContainerConfig`; the image must already be pulled.
+//! `ContainerConfig`; the image must already be pulled. An image that is
+//! the path of a checkpoint archive makes a container that start restores.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use berth_runtime::RuntimeError;
 use berth_runtime::model::{
     ContainerConfig, Device, Mount, MountKind, Propagation, SecurityContext, SupplementalGroupsPolicy,
 };
+use berth_runtime::runtime::CheckpointArchive;
 use berth_store::StoreError;
 
 use crate::convert;
@@ -32,9 +34,19 @@ impl CriService {
             ));
         }
         let cfg = container_config(config)?;
+        // As CRI-O: the image may be the path of a checkpoint archive, which
+        // names the image the container runs on (see container_restore).
+        let archive = CheckpointArchive::open(&image_ref)?;
+        let image_ref = archive.as_ref().map_or(image_ref, |a| a.image_name().to_owned());
         let image = self.resolve_image(&image_ref).map_err(|e| match e {
             e if e.is_not_found() => {
-                CriError::NotFound(format!("image {image_ref:?} is not pulled (pull it first): {e}"))
+                let of = archive
+                    .as_ref()
+                    .map(|a| format!(" (the image of checkpoint archive {})", a.path.display()))
+                    .unwrap_or_default();
+                CriError::NotFound(format!(
+                    "image {image_ref:?}{of} is not pulled (pull it first): {e}"
+                ))
             }
             e => e,
         })?;
@@ -45,7 +57,13 @@ impl CriService {
         {
             return Ok(v1::CreateContainerResponse { container_id: id });
         }
-        let rec = match self.runtime.create_container(&pod.id, cfg, &image) {
+        let created = match &archive {
+            Some(a) => self
+                .runtime
+                .create_container_from_checkpoint(&pod.id, cfg, &image, a),
+            None => self.runtime.create_container(&pod.id, cfg, &image),
+        };
+        let rec = match created {
             Ok(rec) => {
                 self.keep_if_late(deadline, key, &rec.id);
                 rec

@@ -4,7 +4,8 @@
 //! [`spawn`] starts `EXE monitor DIR` detached (the monitor forks once more
 //! at start, so the starter only reaps a short-lived intermediate and the
 //! monitor is reparented away from it) and blocks until the monitor reports
-//! the outcome of the runtime's `create`. From then on the monitor, run by
+//! the outcome of the runtime's `create` (or `restore`, see
+//! [`MonitorConfig::restore`]). From then on the monitor, run by
 //! [`run`], holds the container's stdio, writes the CRI log, serves attach
 //! clients, reaps the container's init (it is a child subreaper) and finally
 //! writes the [`ExitRecord`] to `exit_file` atomically.
@@ -97,6 +98,11 @@ pub struct MonitorConfig {
     /// v2 `memory.events`), read when the container exits.
     #[serde(default)]
     pub oom_files: Vec<PathBuf>,
+    /// CRIU images (a checkpoint) to restore the container from: the
+    /// runtime's `restore --detach` runs in place of `create`, and the
+    /// restored init, already running, is left to this monitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<PathBuf>,
 }
 
 /// What the monitor tells [`spawn`] over the sync pipe.

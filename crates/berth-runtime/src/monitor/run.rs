@@ -32,6 +32,8 @@ const CREATE_OUTPUT_LIMIT: usize = 16 * 1024;
 const READ_CHUNK: usize = 32 * 1024;
 const CONSOLE_SOCKET: &str = "console.sock";
 const ERROR_FILE: &str = "monitor.err";
+/// The runtime's (CRIU's) work directory for a restore.
+const RESTORE_WORK: &str = "restore-work";
 
 /// The monitor's main: `berth monitor DIR`. Must be called before the
 /// process has any other thread, since it forks. Returns the exit code.
@@ -214,9 +216,26 @@ impl Monitor {
         let setup = |what: &str, e: std::io::Error| failed(None, format!("{what}: {e}"));
         let cfg = self.cfg.clone();
         let mut cmd = Command::new(&cfg.runtime[0]);
-        cmd.args(&cfg.runtime[1..])
-            .arg("create")
-            .arg("--bundle")
+        cmd.args(&cfg.runtime[1..]);
+        let verb = match &cfg.restore {
+            None => {
+                cmd.arg("create");
+                "create"
+            }
+            // runc's restore: detached, so the restored init is reparented
+            // to us (the nearest subreaper) once CRIU is done; the flags
+            // the checkpoint was taken with are needed again.
+            Some(images) => {
+                cmd.arg("restore")
+                    .arg("--image-path")
+                    .arg(images)
+                    .arg("--work-path")
+                    .arg(self.dir.join(RESTORE_WORK))
+                    .args(["--detach", "--file-locks", "--tcp-established"]);
+                "restore"
+            }
+        };
+        cmd.arg("--bundle")
             .arg(&cfg.bundle)
             .arg("--pid-file")
             .arg(&cfg.pid_file)
@@ -315,7 +334,7 @@ impl Monitor {
             let code = ExitRecord::from_wait_status(status, String::new(), false).code;
             let text = String::from_utf8_lossy(&output).trim().to_owned();
             let message = if text.is_empty() {
-                format!("{} create exited with status {code}", cfg.runtime[0])
+                format!("{} {verb} exited with status {code}", cfg.runtime[0])
             } else {
                 text
             };

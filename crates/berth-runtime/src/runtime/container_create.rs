@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use berth_store::{ObjectKind, Resource};
 
+use super::container_restore::CheckpointArchive;
 use super::{
     ContainerRecord, PodRecord, PodState, Rollback, Runtime, RuntimeError, new_id, now_nanos, remove_dir,
     write_file,
@@ -43,6 +44,18 @@ impl Runtime {
         pod_id: &str,
         config: ContainerConfig,
         image: &ResolvedImage,
+    ) -> Result<ContainerRecord, RuntimeError> {
+        self.create_container_with(pod_id, config, image, None)
+    }
+
+    /// [`Runtime::create_container`], or with `restore` the container that
+    /// start restores from a checkpoint (see `container_restore`).
+    pub(super) fn create_container_with(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+        image: &ResolvedImage,
+        restore: Option<&CheckpointArchive>,
     ) -> Result<ContainerRecord, RuntimeError> {
         let pod = self.get_pod(pod_id)?;
         if pod.state != PodState::Ready {
@@ -98,6 +111,7 @@ impl Runtime {
             monitor_pid: None,
             error: None,
             user: None,
+            restore_images: restore.map(|_| self.restore_images_dir(&id)),
             config,
         };
 
@@ -219,6 +233,9 @@ impl Runtime {
         if let Some(parent) = rec.log_path.parent() {
             std::fs::create_dir_all(parent).map_err(RuntimeError::io("create log directory", parent))?;
         }
+        if let Some(archive) = restore {
+            self.unpack_checkpoint(&id, archive, &rootfs_dir)?;
+        }
 
         let mcfg = MonitorConfig {
             id: id.clone(),
@@ -232,6 +249,7 @@ impl Runtime {
             stdin: rec.config.stdin,
             stdin_once: rec.config.stdin_once,
             oom_files: self.cgroups.oom_kill_files(&rec.cgroup),
+            restore: rec.restore_images.clone(),
         };
         // The monitor creates the log file before the runtime's create.
         // kubelet numbers a container's next attempt by the files in its log
@@ -242,6 +260,16 @@ impl Runtime {
             undo.push("log file", move || {
                 let _ = std::fs::remove_file(&log);
             });
+        }
+        if let Some(archive) = restore {
+            // The monitor and the handler's restore wait for start.
+            monitor::write_config(&state_dir, &mcfg)?;
+            let mut rec = rec;
+            rec.user = user;
+            self.save_container(&rec)?;
+            undo.disarm();
+            tracing::info!(archive = %archive.path.display(), "container created from a checkpoint");
+            return Ok(rec);
         }
         // The runtime moves the container's init into its cgroup a few ms
         // from now; let the kernel's migration lock get ready meanwhile.

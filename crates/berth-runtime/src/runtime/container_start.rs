@@ -15,6 +15,9 @@ impl Runtime {
                 rec.config.name, rec.id, status.state
             )));
         }
+        if rec.restore_images.is_some() {
+            return self.start_restoring(rec);
+        }
         let handler = self.handler(&rec.handler)?;
         if let Err(e) = handler.start(&rec.id) {
             rec.error = Some(e.to_string());

@@ -23,6 +23,10 @@ impl Runtime {
         // (its monitor was killed, or the host rebooted).
         let monitor_alive = rec.monitor_pid.is_some_and(process_alive);
         let state = match (monitor_alive, rec.started_at) {
+            // Created from a checkpoint: the monitor comes with start.
+            (false, None) if rec.restore_images.is_some() && rec.monitor_pid.is_none() => {
+                ContainerState::Created
+            }
             (false, _) => ContainerState::Unknown,
             (true, None) => ContainerState::Created,
             (true, Some(_)) => ContainerState::Running,

@@ -31,6 +31,10 @@ impl Runtime {
         if !matches!(status.state, ContainerState::Running | ContainerState::Created) {
             return Ok(());
         }
+        // Created from a checkpoint and not started: nothing runs yet.
+        if rec.monitor_pid.is_none() && rec.restore_images.is_some() {
+            return Ok(());
+        }
         let handler = self.handler(&rec.handler)?;
         let exit_file = self.exit_file(&rec.id);
         let exited = || exit_file.exists().then_some(());

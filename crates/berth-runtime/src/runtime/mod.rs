@@ -14,6 +14,7 @@
 mod container_checkpoint;
 mod container_create;
 mod container_remove;
+mod container_restore;
 mod container_start;
 mod container_status;
 mod container_stop;
@@ -41,6 +42,7 @@ use crate::rootfs::RootfsError;
 use crate::spec::SpecError;
 
 pub use container_create::ResolvedImage;
+pub use container_restore::CheckpointArchive;
 pub use exec::ExecRequest;
 pub use records::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState, ProcessUser};
 pub use stats::{InterfaceStats, Stats};

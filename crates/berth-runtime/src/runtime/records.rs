@@ -85,6 +85,10 @@ pub struct ContainerRecord {
     /// spec at creation (from the image's passwd/group files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<ProcessUser>,
+    /// Created from a checkpoint archive: the CRIU images (unpacked in the
+    /// state directory) that start restores the container from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_images: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
