@@ -121,19 +121,28 @@ pub const DEFAULT_ALLOWED: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] 
     (LinuxDeviceType::C, Some(10), Some(200), "rwm"), // net/tun
 ];
 
+/// One OCI device cgroup rule.
+pub fn cgroup_rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(allow);
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_owned()));
+    r
+}
+
 /// [`DEFAULT_ALLOWED`] as OCI rules.
 pub fn default_rules() -> Vec<LinuxDeviceCgroup> {
     DEFAULT_ALLOWED
         .iter()
-        .map(|&(typ, major, minor, access)| {
-            let mut r = LinuxDeviceCgroup::default();
-            r.set_allow(true);
-            r.set_typ(Some(typ));
-            r.set_major(major);
-            r.set_minor(minor);
-            r.set_access(Some(access.to_owned()));
-            r
-        })
+        .map(|&(typ, major, minor, access)| cgroup_rule(true, typ, major, minor, access))
         .collect()
 }
 
@@ -473,21 +482,7 @@ pub fn attach(cgroup: &Path, rules: &DeviceRules) -> Result<(), DeviceFilterErro
 mod tests {
     use super::*;
 
-    fn rule(
-        allow: bool,
-        typ: LinuxDeviceType,
-        major: Option<i64>,
-        minor: Option<i64>,
-        access: &str,
-    ) -> LinuxDeviceCgroup {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(allow);
-        r.set_typ(Some(typ));
-        r.set_major(major);
-        r.set_minor(minor);
-        r.set_access(Some(access.to_owned()));
-        r
-    }
+    use super::cgroup_rule as rule;
 
     /// Runs the subset of eBPF the generator emits, as the kernel would.
     fn run(program: &[Insn], kind: Kind, major: u32, minor: u32, access: u8) -> u64 {

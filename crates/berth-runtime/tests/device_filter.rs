@@ -6,24 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_runtime::device_filter::{self, DeviceRules};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
-
-fn rule(
-    allow: bool,
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(allow);
-    r.set_typ(Some(typ));
-    r.set_major(major);
-    r.set_minor(minor);
-    r.set_access(Some(access.to_owned()));
-    r
-}
+use berth_runtime::device_filter::{self, DeviceRules, cgroup_rule as rule};
+use oci_spec::runtime::LinuxDeviceType;
 
 /// The cgroup2 mount (/sys/fs/cgroup on v2, /sys/fs/cgroup/unified on a
 /// hybrid host).

@@ -9,6 +9,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::SpecError;
 use super::mounts::clean_absolute;
+use crate::device_filter::cgroup_rule as rule;
 use crate::model::Device;
 
 pub struct DevicePlan {
@@ -67,22 +68,6 @@ pub fn plan(requested: &[Device], privileged: bool) -> Result<DevicePlan, SpecEr
         nodes,
         cgroup_rules: rules,
     })
-}
-
-fn rule(
-    allow: bool,
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(allow);
-    r.set_typ(Some(typ));
-    r.set_major(major);
-    r.set_minor(minor);
-    r.set_access(Some(access.to_string()));
-    r
 }
 
 fn requested_device(dev: &Device) -> Result<(LinuxDevice, String), SpecError> {
