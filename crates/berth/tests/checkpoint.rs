@@ -4,74 +4,15 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
 use common::{Berth, registry};
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
-
-/// A running `berth daemon`, stopped with SIGTERM when dropped.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(b: &Berth) -> Daemon {
-        let socket = b.dir.path().join("cri.sock");
-        let log = b.dir.path().join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--config")
-            .arg(&b.config)
-            .args(["--log-level", "info", "daemon", "--socket"])
-            .arg(format!("unix://{}", socket.display()))
-            .env_remove("BERTH_ROOT")
-            .env_remove("BERTH_STATE")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn berth daemon");
-        let mut d = Daemon { child, socket, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!(
-                    "daemon exited ({st}): {}",
-                    std::fs::read_to_string(&d.log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "daemon did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    async fn channel(&self) -> Channel {
-        let path = self.socket.clone();
-        Endpoint::try_from("http://localhost")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-            }))
-            .await
-            .expect("connect to daemon")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let _ = self.child.wait();
-    }
-}
+use tonic::transport::Channel;
 
 /// Why checkpointing cannot work on this host, if it cannot: no criu, or a
 /// criu that fails its own check (Debian 12's 3.17 on kernels >= 6.13).

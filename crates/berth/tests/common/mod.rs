@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::new_without_default)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
