@@ -163,8 +163,10 @@ impl DeviceRules {
                 rule: r.to_string(),
                 reason,
             };
+            // No access is no access, as the v1 kernel parses it (and as
+            // runc's v2 program treats it): never "everything".
             let access = match r.access().as_deref() {
-                None | Some("") => ALL_ACCESS,
+                None | Some("") => 0,
                 Some(s) => s.chars().try_fold(0u8, |acc, c| match c {
                     'r' => Ok(acc | READ),
                     'w' => Ok(acc | WRITE),
@@ -196,8 +198,11 @@ impl DeviceRules {
                 minor: number(r.minor())?,
                 access,
             };
+            if ex.access == 0 {
+                continue;
+            }
             if r.allow() == out.default_allow {
-                out.remove(&ex);
+                out.remove(&ex).map_err(bad)?;
             } else {
                 out.add(ex);
             }
@@ -216,11 +221,26 @@ impl DeviceRules {
         }
     }
 
-    fn remove(&mut self, ex: &Exception) {
+    /// Takes `ex`'s bits from the exception with exactly its key, as v1
+    /// does. A wider wildcard exception sharing those bits would stay as it
+    /// is (v1 removes by exact key only), so the rule would seem to deny what
+    /// is still allowed: refused, as runc refuses it.
+    fn remove(&mut self, ex: &Exception) -> Result<(), &'static str> {
+        let covers = |e: &Exception| {
+            e.kind == ex.kind
+                && (e.major.is_none() || e.major == ex.major)
+                && (e.minor.is_none() || e.minor == ex.minor)
+                && e.access & ex.access != 0
+                && !Self::same_key(e, ex)
+        };
+        if self.exceptions.iter().any(covers) {
+            return Err("cannot take access from part of a wildcard rule before it (it would stay granted)");
+        }
         for e in self.exceptions.iter_mut().filter(|e| Self::same_key(e, ex)) {
             e.access &= !ex.access;
         }
         self.exceptions.retain(|e| e.access != 0);
+        Ok(())
     }
 
     /// True when nothing is denied: a privileged container's rules.
@@ -571,14 +591,24 @@ mod tests {
             rule(true, LinuxDeviceType::C, Some(1), Some(5), "rwm"),
             rule(false, LinuxDeviceType::C, Some(1), Some(5), "w"),
             rule(true, LinuxDeviceType::C, Some(4), None, "rw"),
-            // Not the same key as 4:*: v1 leaves 4:* as it is.
-            rule(false, LinuxDeviceType::C, Some(4), Some(1), "rw"),
         ])
         .unwrap();
         assert!(r.allows(Kind::Char, 1, 5, READ | MKNOD));
         assert!(!r.allows(Kind::Char, 1, 5, WRITE));
         assert!(r.allows(Kind::Char, 4, 1, READ));
         assert_eq!(r.exceptions.len(), 2, "{r:?}");
+        // A deny of part of 4:* would leave it granted (v1 removes by
+        // exact key): refused, naming the rule.
+        let e = DeviceRules::from_oci(&[
+            rule(false, LinuxDeviceType::A, None, None, "rwm"),
+            rule(true, LinuxDeviceType::C, Some(4), None, "rw"),
+            rule(false, LinuxDeviceType::C, Some(4), Some(1), "rw"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("rule 2") && e.to_string().contains("wildcard"),
+            "{e}"
+        );
         // Removing every bit drops the exception.
         let r = DeviceRules::from_oci(&[
             rule(false, LinuxDeviceType::A, None, None, "rwm"),
@@ -594,7 +624,13 @@ mod tests {
         let mut open = LinuxDeviceCgroup::default();
         open.set_allow(true);
         let r = DeviceRules::from_oci(&[rule(false, LinuxDeviceType::A, None, None, "rwm"), open]).unwrap();
-        assert!(r.allows_everything(), "no type means a, no access means rwm");
+        assert!(r.allows_everything(), "no type means a (whatever the access)");
+        // A c or b rule without access grants nothing.
+        let mut no_access = rule(true, LinuxDeviceType::C, Some(1), Some(1), "");
+        no_access.set_access(None);
+        let r =
+            DeviceRules::from_oci(&[rule(false, LinuxDeviceType::A, None, None, "rwm"), no_access]).unwrap();
+        assert!(!r.allows(Kind::Char, 1, 1, READ), "{r:?}");
         let r = DeviceRules::from_oci(&[
             rule(false, LinuxDeviceType::A, None, None, "rwm"),
             rule(true, LinuxDeviceType::B, Some(-1), Some(-1), "m"),

@@ -50,6 +50,9 @@ pub enum AttachFrame {
 pub struct AttachClient {
     stream: UnixStream,
     socket: PathBuf,
+    /// A frame header read while waiting for the welcome, from a monitor
+    /// that sends none (one from before the welcome existed).
+    pending: Option<[u8; HEADER_LEN]>,
 }
 
 impl AttachClient {
@@ -65,14 +68,14 @@ impl AttachClient {
         let mut client = AttachClient {
             stream,
             socket: socket.to_owned(),
+            pending: None,
         };
         client.set_read_timeout(Some(WELCOME_TIMEOUT))?;
         let mut hdr = [0u8; HEADER_LEN];
         match client.stream.read_exact(&mut hdr) {
             Ok(()) if hdr == header(KIND_ATTACHED, 0) => {}
-            Ok(()) => {
-                return Err(client.protocol(format!("expected the welcome frame, got kind {:#04x}", hdr[0])));
-            }
+            // An older monitor's output or exit: keep it for `recv`.
+            Ok(()) => client.pending = Some(hdr),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -92,6 +95,7 @@ impl AttachClient {
         Ok(AttachClient {
             stream,
             socket: self.socket.clone(),
+            pending: None,
         })
     }
 
@@ -151,12 +155,23 @@ impl AttachClient {
 
     /// Next frame; `Ok(None)` when the monitor closed the connection.
     pub fn recv(&mut self) -> Result<Option<AttachFrame>, MonitorError> {
-        let mut hdr = [0u8; HEADER_LEN];
-        match self.stream.read_exact(&mut hdr) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(self.io_err(e)),
-        }
+        let hdr = loop {
+            let hdr = match self.pending.take() {
+                Some(h) => h,
+                None => {
+                    let mut hdr = [0u8; HEADER_LEN];
+                    match self.stream.read_exact(&mut hdr) {
+                        Ok(()) => hdr,
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                        Err(e) => return Err(self.io_err(e)),
+                    }
+                }
+            };
+            // A welcome that came after `connect` stopped waiting for it.
+            if hdr != header(KIND_ATTACHED, 0) {
+                break hdr;
+            }
+        };
         let len = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
         if len > MAX_SERVER_PAYLOAD {
             return Err(self.protocol(format!("frame of {len} bytes is too large")));

@@ -18,6 +18,13 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let _lock = self.lock_container(&rec.id)?;
+        // Read again under the lock: a start (or restore) that held it may
+        // have changed the record (its monitor pid, above all).
+        let rec = match self.get_container(&rec.id) {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         self.stop_locked(&rec.id, Duration::ZERO)?;
         self.handler(&rec.handler)?.delete(&rec.id, true)?;
         if let Some(pid) = rec.monitor_pid {

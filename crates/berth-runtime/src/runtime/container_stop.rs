@@ -48,8 +48,11 @@ impl Runtime {
                 .clone()
                 .or_else(|| rec.image_run.stop_signal.clone())
                 .unwrap_or_else(|| "TERM".into());
-            // Read before sending: a handler installed in between receives
-            // this signal, and is not sent a second one.
+            // Read before sending. A handler installed between this read
+            // and the kill gets the signal and, once seen below, a second
+            // one: a window of the kill's own duration, accepted because
+            // the other choice (reading again after the kill) would lose
+            // the signal altogether when the handler comes just after it.
             let mut dropped = match (rec.pid, signal_number(&signal)) {
                 (Some(pid), Some(signo)) => InitSignals::read(pid)
                     .filter(|s| s.drops(signo))

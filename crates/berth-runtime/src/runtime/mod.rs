@@ -263,6 +263,14 @@ impl Runtime {
     /// file in its state directory, released when the guard drops. A
     /// container whose directory is already gone needs no lock.
     pub(crate) fn lock_container(&self, id: &str) -> Result<Option<std::fs::File>, RuntimeError> {
+        // Called with ids from requests before their record is read: only a
+        // plain name may become a path.
+        if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
+            return Err(RuntimeError::NotFound {
+                kind: "container",
+                id: id.to_owned(),
+            });
+        }
         let path = self.ctr_state_dir(id).join("lock");
         let file = match std::fs::OpenOptions::new()
             .create(true)

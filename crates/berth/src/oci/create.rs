@@ -6,10 +6,11 @@ use anyhow::{Context, Result};
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::Spec;
 
 use berth_runtime::cgroup::Cgroups;
 
-use super::{Ctx, bundle, devices, direct, ensure_root};
+use super::{Ctx, bundle, devices, direct, ensure_root, resources};
 
 /// Flags shared by `create` and `run` (runc's names).
 #[derive(clap::Args, Debug)]
@@ -92,6 +93,12 @@ fn fallback_create(
     bundle: &Path,
 ) -> Result<Container> {
     let id = &args.id;
+    // berth's own path refuses these too (and so falls back here);
+    // libcontainer would join them to the cgroup path unchecked.
+    let spec = Spec::load(bundle.join("config.json"))
+        .with_context(|| format!("read the config of container {id}"))?;
+    resources::check_file_names(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))
+        .map_err(|e| anyhow::anyhow!("create container {id}: {e}"))?;
     let cgroups = Cgroups::detect().with_context(|| format!("create container {id}"))?;
     let control = devices::prepare(bundle, id, &cgroups)?;
     let mut container = libcontainer_create(builder, ctx, args, detach, root, bundle)?;

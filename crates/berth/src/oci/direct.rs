@@ -130,6 +130,8 @@ pub fn plan(bundle: &Path, systemd: bool) -> Result<Plan, String> {
         .filter(|p| p.starts_with('/'))
         .ok_or("a cgroups path that is not an absolute cgroupfs path")?
         .to_owned();
+    // The fallback refuses these outright.
+    resources::check_file_names(linux.resources().as_ref())?;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string())?;
     if cgroups.version() == CgroupVersion::V2 {
         let writes = resources::v2_writes(linux.resources().as_ref())?;

@@ -149,6 +149,11 @@ fn join_user_namespace(container: &libcontainer::container::Container) -> Result
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let ns = std::fs::File::open(&theirs).with_context(|| format!("open {theirs}"))?;
+    // Not dumpable before joining, as runc's nsexec: from the moment this
+    // process (still the host's uid 0) is in the container's user
+    // namespace, its root may not ptrace or read /proc of it.
+    // SAFETY: plain prctl call.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // SAFETY: setns on an fd we own; this process is single-threaded, as
     // joining a user namespace requires.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {

@@ -108,6 +108,36 @@ pub fn v1_writes(res: Option<&LinuxResources>) -> Result<Vec<Write>, String> {
     Ok(out)
 }
 
+/// Refuses resource settings that name files by themselves: a `unified` key
+/// or a hugepage size that is not a plain file name of the container's own
+/// cgroup could write outside it (libcgroups joins them to the cgroup path
+/// unchecked). Checked before either create path runs.
+pub fn check_file_names(res: Option<&LinuxResources>) -> Result<(), String> {
+    let Some(res) = res else {
+        return Ok(());
+    };
+    for key in res.unified().iter().flat_map(|u| u.keys()) {
+        let plain =
+            !key.is_empty() && !key.contains('/') && key != "." && key != ".." && !key.starts_with("cgroup.");
+        if !plain {
+            return Err(format!(
+                "linux.resources.unified key {key:?} is not a file of the container's cgroup"
+            ));
+        }
+    }
+    for h in res.hugepage_limits().iter().flatten() {
+        let size = h.page_size();
+        let digits = size.trim_end_matches(['K', 'M', 'G', 'B']);
+        let plain = size.ends_with('B') && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        if !plain {
+            return Err(format!(
+                "linux.resources.hugepageLimits pageSize {size:?} is not a page size (like 2MB)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The writes that give a fresh v2 cgroup the limits of `res`, as runc
 /// converts them (memory+swap becomes `memory.swap.max` = swap − limit,
 /// shares become a weight). Device rules are not files on v2: they are
@@ -359,6 +389,44 @@ mod tests {
         assert_eq!(
             find(&v2_writes(Some(&unlimited_swap)).unwrap(), "memory.swap.max"),
             ["max"]
+        );
+    }
+
+    #[test]
+    fn file_names_that_could_leave_the_cgroup_are_refused() {
+        let mut res = LinuxResourcesBuilder::default().build().unwrap();
+        for bad in [
+            "../cgroup.procs",
+            "/proc/sys/kernel/core_pattern",
+            "cgroup.procs",
+            "..",
+            "",
+        ] {
+            res.set_unified(Some([(bad.to_owned(), "1".to_owned())].into()));
+            assert!(
+                check_file_names(Some(&res)).unwrap_err().contains("unified key"),
+                "{bad}"
+            );
+        }
+        res.set_unified(Some([("memory.high".to_owned(), "1".to_owned())].into()));
+        assert_eq!(check_file_names(Some(&res)), Ok(()));
+        let huge = |size: &str| {
+            LinuxResourcesBuilder::default()
+                .hugepage_limits(vec![
+                    oci_spec::runtime::LinuxHugepageLimitBuilder::default()
+                        .page_size(size)
+                        .limit(0i64)
+                        .build()
+                        .unwrap(),
+                ])
+                .build()
+                .unwrap()
+        };
+        assert_eq!(check_file_names(Some(&huge("2MB"))), Ok(()));
+        assert!(
+            check_file_names(Some(&huge("../x/2MB")))
+                .unwrap_err()
+                .contains("pageSize")
         );
     }
 
