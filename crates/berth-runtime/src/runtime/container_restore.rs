@@ -172,29 +172,7 @@ impl Runtime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(RuntimeError::io("read", &deleted)(e)),
         };
-        for name in &list {
-            let rel = Path::new(name.trim_start_matches('/'));
-            // Only paths inside the root: the list comes from a file.
-            if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-                return Err(RuntimeError::InvalidArgument(format!(
-                    "checkpoint archive {}: {DELETED_FILES} holds {name:?}, not a path inside the root",
-                    archive.path.display()
-                )));
-            }
-            let p = rootfs.join(rel);
-            let removed = match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
-                Ok(_) => std::fs::remove_file(&p),
-                Err(e) => Err(e),
-            };
-            match removed {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(RuntimeError::io("delete", &p)(e));
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        delete_listed(rootfs, &list, &archive.path)
     }
 
     /// The start of a container created from a checkpoint: its monitor,
@@ -221,6 +199,56 @@ impl Runtime {
         tracing::info!(container = %rec.id, pid = started.container_pid, "container restored");
         Ok(())
     }
+}
+
+/// Deletes the paths `list` (a checkpoint's `deleted.files`, from
+/// `archive`) below `rootfs`. The list and the tree it is applied to both
+/// come from the archive, which may plant a symlink (`a -> /`) for a later
+/// entry to go through (`a/etc`): each entry's parent is resolved and must
+/// lie inside the root, and its last component is removed without being
+/// followed. Nothing runs in the container yet, so nothing swaps a path
+/// between the check and the removal.
+fn delete_listed(rootfs: &Path, list: &[String], archive: &Path) -> Result<(), RuntimeError> {
+    let refuse = |name: &str, why: &str| {
+        RuntimeError::InvalidArgument(format!(
+            "checkpoint archive {}: {DELETED_FILES} holds {name:?}, {why}",
+            archive.display()
+        ))
+    };
+    let root = std::fs::canonicalize(rootfs).map_err(RuntimeError::io("resolve", rootfs))?;
+    for name in list {
+        let rel = Path::new(name.trim_start_matches('/'));
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(refuse(name, "not a path inside the root"));
+        }
+        let (Some(parent), Some(last)) = (rel.parent(), rel.file_name()) else {
+            return Err(refuse(name, "not a path inside the root"));
+        };
+        let parent = match std::fs::canonicalize(root.join(parent)) {
+            Ok(p) => p,
+            // Already gone with its parent (an earlier entry, or never there).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(RuntimeError::io("resolve", &root.join(parent))(e)),
+        };
+        if !parent.starts_with(&root) {
+            return Err(refuse(name, "a path through a link out of the root"));
+        }
+        let p = parent.join(last);
+        // lstat: a symlink is removed itself, never what it points to;
+        // remove_dir_all does not follow the links it meets either.
+        let removed = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+            Ok(_) => std::fs::remove_file(&p),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RuntimeError::io("delete", &p)(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -306,5 +334,37 @@ mod tests {
         );
         let e = CheckpointArchive::open(p.to_str().unwrap()).unwrap_err();
         assert!(e.to_string().contains("rootfsImageName"), "{e}");
+    }
+
+    #[test]
+    fn deleted_files_never_go_through_a_link_out_of_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rootfs, outside) = (dir.path().join("rootfs"), dir.path().join("host"));
+        std::fs::create_dir_all(rootfs.join("etc/sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("victim"), b"host").unwrap();
+        std::fs::write(rootfs.join("etc/gone"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, rootfs.join("a")).unwrap();
+        std::os::unix::fs::symlink(&outside, rootfs.join("etc/link")).unwrap();
+        let archive = Path::new("/archive.tar");
+
+        // Entries inside go; a symlink is removed, not what it points to.
+        let list = [
+            "/etc/gone".to_owned(),
+            "etc/link".into(),
+            "etc/sub".into(),
+            "no/such".into(),
+        ];
+        delete_listed(&rootfs, &list, archive).unwrap();
+        assert!(!rootfs.join("etc/gone").exists());
+        assert!(rootfs.join("etc/link").symlink_metadata().is_err());
+        assert!(!rootfs.join("etc/sub").exists());
+        assert!(outside.join("victim").exists());
+
+        for name in ["a/victim", "/a/victim", "etc/../a/victim", "a/../../host/victim"] {
+            let e = delete_listed(&rootfs, &[name.to_owned()], archive).unwrap_err();
+            assert!(e.to_string().contains(&format!("{name:?}")), "{name}: {e}");
+            assert!(outside.join("victim").exists(), "{name}");
+        }
     }
 }
