@@ -416,6 +416,25 @@ fn container_created_from_checkpoint_archive_restores_and_counts_on() {
                 .unwrap()
                 .into_inner();
             assert_eq!(String::from_utf8_lossy(&exec.stdout), "x\ngone\n", "{exec:?}");
+            // And its device rules (v1's controller, v2's filter restore
+            // attaches): an allowed device opens, any other does not (fuse:
+            // its open needs no capability and does nothing).
+            let exec = rs
+                .exec_sync(v1::ExecSyncRequest {
+                    container_id: ctr.clone(),
+                    cmd: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "mknod /dev/test-null c 1 3 && (exec 3>/dev/test-null) && echo allowed; \
+                         mknod /dev/test-fuse c 10 229 && (exec 3</dev/test-fuse) 2>&1 | grep -q 'not permitted' && echo refused"
+                            .into(),
+                    ],
+                    timeout: 10,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(String::from_utf8_lossy(&exec.stdout), "allowed\nrefused\n", "{exec:?}");
 
             rs.stop_container(v1::StopContainerRequest {
                 container_id: ctr.clone(),

@@ -8,7 +8,7 @@
 //! runc writes it) and [`EXT_MOUNTS_FILE`] (the mounts CRIU was told are
 //! external, which restore must map to the new container's sources).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -323,6 +323,10 @@ fn external_mounts(spec: &Spec, pid: i32) -> Result<Vec<ExtMount>> {
             continue;
         }
         let destination = unescape(fields[4]);
+        // Restore maps it to the host's same path: nothing but the cgroup
+        // mount point can be taken for one.
+        cgroup_mount_destination(&destination)
+            .with_context(|| format!("process {pid} mounts a cgroup hierarchy at {destination:?}"))?;
         if ext.iter().any(|e: &ExtMount| e.destination() == destination) {
             continue;
         }
@@ -332,6 +336,31 @@ fn external_mounts(spec: &Spec, pid: i32) -> Result<Vec<ExtMount>> {
         });
     }
     Ok(ext)
+}
+
+/// Where cgroup hierarchies are mounted, in a container as on the host.
+pub const CGROUP_MOUNT_ROOT: &str = "/sys/fs/cgroup";
+
+/// A cgroup mount's `destination`, lexically normalized, when it is
+/// [`CGROUP_MOUNT_ROOT`] or below it without `..`: restore takes it as a
+/// host path (the host's hierarchy at the same place), so a mount anywhere
+/// else (`/etc`), or a crafted archive, must not name one.
+pub fn cgroup_mount_destination(destination: &str) -> Result<PathBuf> {
+    let path = Path::new(destination);
+    let mut normal = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => normal.push(n),
+            Component::ParentDir | Component::Prefix(_) => {
+                bail!("cgroup mount point {destination:?} has a `..`")
+            }
+        }
+    }
+    if !path.is_absolute() || !normal.starts_with(CGROUP_MOUNT_ROOT) {
+        bail!("cgroup mount point {destination:?} is not {CGROUP_MOUNT_ROOT} or below it");
+    }
+    Ok(normal)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -354,6 +383,33 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_mounts_are_only_taken_at_sys_fs_cgroup() {
+        for (dest, normal) in [
+            ("/sys/fs/cgroup", "/sys/fs/cgroup"),
+            ("/sys/fs/cgroup/", "/sys/fs/cgroup"),
+            ("//sys/./fs/cgroup//cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct"),
+        ] {
+            assert_eq!(
+                cgroup_mount_destination(dest).unwrap(),
+                Path::new(normal),
+                "{dest}"
+            );
+        }
+        for dest in [
+            "/etc",
+            "/",
+            "sys/fs/cgroup",
+            "/sys/fs/cgroupx",
+            "/sys/fs",
+            "/sys/fs/cgroup/../../../etc",
+            "/sys/fs/cgroup/cpu/..",
+        ] {
+            let e = cgroup_mount_destination(dest).unwrap_err();
+            assert!(e.to_string().contains(&format!("{dest:?}")), "{dest}: {e}");
+        }
+    }
 
     #[test]
     fn unescape_octal() {

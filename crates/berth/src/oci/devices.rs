@@ -69,16 +69,44 @@ impl DeviceControl {
     /// Enforces the rules on the created (not yet started) `container`;
     /// on failure the caller must delete it.
     pub fn enforce(&self, container: &Container) -> Result<()> {
-        let DeviceControl::Attach { root, rules } = self else {
+        if matches!(self, DeviceControl::Done) {
             return Ok(());
-        };
+        }
         let id = container.id();
         let pid = container
             .pid()
             .with_context(|| format!("container {id} has no init process"))?;
         let cgroup = v2_cgroup_of(pid.as_raw())
             .with_context(|| format!("find the cgroup of container {id} (init pid {pid})"))?;
-        let dir = root.join(cgroup.trim_start_matches('/'));
+        self.enforce_on_cgroup(id, &cgroup)
+    }
+
+    /// Enforces the rules on the cgroup this process sits in, which is
+    /// container `id`'s (restore joins it before CRIU runs); on failure the
+    /// caller must not go on.
+    pub fn enforce_on_own_cgroup(&self, id: &str) -> Result<()> {
+        if matches!(self, DeviceControl::Done) {
+            return Ok(());
+        }
+        let cgroup = v2_cgroup_of(std::process::id() as i32)
+            .with_context(|| format!("find the cgroup of container {id} (this process's)"))?;
+        self.enforce_on_cgroup(id, &cgroup)
+    }
+
+    /// Enforces the rules on the v2 cgroup at `cgroup` (as /proc/<pid>/cgroup
+    /// names it, relative to the hierarchy's root).
+    pub fn enforce_on_cgroup(&self, id: &str, cgroup: &str) -> Result<()> {
+        let DeviceControl::Attach { root, rules } = self else {
+            return Ok(());
+        };
+        let rel = Path::new(cgroup.trim_start_matches('/'));
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            bail!("container {id}: cgroup {cgroup:?} is not a path below the cgroup v2 root");
+        }
+        let dir = root.join(rel);
         device_filter::attach(&dir, rules).with_context(|| {
             format!(
                 "container {id}: its device rules cannot be enforced on this cgroup v2 host; refusing to create a \

@@ -20,19 +20,21 @@
 //! `state`, `kill`, `ps`, `exec` and `delete` work on it unchanged.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use berth_runtime::cgroup::Cgroups;
 use libcgroups::common::{CgroupConfig, ControllerOpt};
 use libcontainer::config::YoukiConfig;
 use libcontainer::container::{Container, ContainerStatus};
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use super::checkpoint::{
-    CgroupsMode, CriuOpts, DESCRIPTORS_FILE, EXT_MOUNTS_FILE, ExtMount, NET_NS_KEY, PID_NS_KEY,
-    namespace_path, rootfs_of, run_criu,
+    CGROUP_MOUNT_ROOT, CgroupsMode, CriuOpts, DESCRIPTORS_FILE, EXT_MOUNTS_FILE, ExtMount, NET_NS_KEY,
+    PID_NS_KEY, cgroup_mount_destination, namespace_path, rootfs_of, run_criu,
 };
+use super::devices::{self, DeviceControl};
 use super::{Ctx, ensure_root};
 
 /// CRIU's log inside the work directory (the image directory without one).
@@ -75,6 +77,10 @@ pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
         .bundle
         .canonicalize()
         .with_context(|| format!("restore container {id}: bundle {}", args.bundle.display()))?;
+    // Decided before anything is made: a host that cannot enforce the
+    // config's device rules gets no restored container (as `create`).
+    let cgroups = Cgroups::detect().with_context(|| format!("restore container {id}: detect cgroups"))?;
+    let devices = devices::prepare(&bundle, id, &cgroups)?;
     let spec = Spec::load(bundle.join("config.json"))
         .with_context(|| format!("restore container {id}: load {}/config.json", bundle.display()))?;
     let rootfs = rootfs_of(&spec, &bundle)?;
@@ -100,6 +106,7 @@ pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
         &cgroup_path,
         &ext,
         &descriptors,
+        &devices,
         &dir,
     );
     if restored.is_err() {
@@ -118,10 +125,15 @@ fn restore_in(
     cgroup_path: &Path,
     ext: &[ExtMount],
     descriptors: &[String],
+    devices: &DeviceControl,
     dir: &Path,
 ) -> Result<()> {
     let id = &args.id;
     join_cgroup(ctx, id, spec, cgroup_path)?;
+    // libcgroups enforces no device rule on v2: the filter is attached to
+    // the cgroup this process just joined before CRIU puts the container's
+    // tasks in it, so none of them runs a moment unfiltered.
+    devices.enforce_on_own_cgroup(id)?;
 
     let mut cmd = Command::new(&ctx.criu);
     cmd.arg("restore");
@@ -259,18 +271,44 @@ fn ext_source(spec: &Spec, cgroup_path: &Path, m: &ExtMount) -> Result<PathBuf> 
             .find(|s| s.destination() == Path::new(destination))
             .and_then(|s| s.source().clone())
             .with_context(|| format!("the new config mounts nothing at {destination}")),
-        // The container sees the hierarchies at the host's places
-        // (/sys/fs/cgroup/<controller>, or /sys/fs/cgroup for v2).
+        // The container saw the host's hierarchies (read-only, as runc
+        // mounts them) at the host's places under /sys/fs/cgroup: the new one
+        // sees the same, its own cgroup for a subtree mount. Nothing else is
+        // taken from the archive as a host path.
         ExtMount::Cgroup { destination, subtree } => {
-            let host = PathBuf::from(destination);
-            Ok(if *subtree {
-                host.join(cgroup_path.strip_prefix("/").unwrap_or(cgroup_path))
+            let host = cgroup_mount_destination(destination)?;
+            let source = if *subtree {
+                let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+                if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+                    bail!(
+                        "cgroupsPath {} is not a path below the hierarchy",
+                        cgroup_path.display()
+                    );
+                }
+                host.join(rel)
             } else {
                 host
-            })
+            };
+            // And it must be a cgroup hierarchy of this host, not a link or
+            // a plain directory that happens to sit there.
+            let resolved = source
+                .canonicalize()
+                .with_context(|| format!("host cgroup directory {}", source.display()))?;
+            let fs = rustix::fs::statfs(&resolved)
+                .with_context(|| format!("host cgroup directory {}", resolved.display()))?;
+            if !resolved.starts_with(CGROUP_MOUNT_ROOT)
+                || !matches!(fs.f_type as i64, CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC)
+            {
+                bail!("{} is not a cgroup hierarchy of this host", source.display());
+            }
+            Ok(resolved)
         }
     }
 }
+
+/// statfs(2)'s f_type of cgroup v1 and v2 hierarchies.
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 fn inheritable(fd: OwnedFd) -> Result<OwnedFd> {
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).context("clear FD_CLOEXEC")?;
