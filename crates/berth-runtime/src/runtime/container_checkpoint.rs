@@ -11,10 +11,13 @@
 //! | `deleted.files` | JSON list of the paths those whiteouts delete |
 //! | `stats-dump` | CRIU's dump statistics |
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 use super::{ContainerRecord, ContainerState, Runtime, RuntimeError, remove_dir};
@@ -186,40 +189,109 @@ fn archive_into(file: std::fs::File, work: &Path) -> Result<(), RuntimeError> {
 /// Tars the writable layer `upper` into `dest`, leaving out overlay
 /// whiteouts (0/0 character devices); returns the paths they delete,
 /// relative to the root (as CRI-O's `deleted.files`).
+///
+/// The container may still run (it is left running) and rename, replace or
+/// symlink anything in its layer while this walks it, so no path below
+/// `upper` is ever resolved: each entry is opened `O_PATH|O_NOFOLLOW`
+/// relative to its directory's fd, described from that fd, and only a
+/// regular file or a directory is reopened (through /proc/self/fd, the
+/// same inode) to be read. A symlink is archived as a symlink, a file
+/// swapped for one as what the walk found, never the link's target.
 fn write_rootfs_diff(upper: &Path, dest: &Path) -> Result<Vec<String>, RuntimeError> {
     let file = std::fs::File::create(dest).map_err(RuntimeError::io("create", dest))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-    tar.follow_symlinks(false);
     let mut deleted = Vec::new();
-    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = upper.join(&rel);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if rel.as_os_str().is_empty() && e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => return Err(RuntimeError::io("read directory", &dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(RuntimeError::io("read directory", &dir))?;
-            let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(RuntimeError::io("stat", &path))?;
-            let name = rel.join(entry.file_name());
-            if meta.file_type().is_char_device() && meta.rdev() == 0 {
-                deleted.push(name.to_string_lossy().into_owned());
-                continue;
-            }
-            tar.append_path_with_name(&path, &name)
-                .map_err(RuntimeError::io("archive", &path))?;
-            if meta.is_dir() {
-                stack.push(name);
-            }
-        }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::open(upper, flags, Mode::empty()) {
+        Ok(root) => archive_dir(&mut tar, upper, root, Path::new(""), &mut deleted)?,
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(RuntimeError::io("open", upper)(e.into())),
     }
     tar.into_inner()
         .and_then(|mut w| w.flush())
         .map_err(RuntimeError::io("write", dest))?;
     deleted.sort();
     Ok(deleted)
+}
+
+/// Archives the entries of the directory open at `dir` (`rel` below
+/// `upper`, which only names it in errors), depth first: one fd per level.
+fn archive_dir<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    upper: &Path,
+    dir: OwnedFd,
+    rel: &Path,
+    deleted: &mut Vec<String>,
+) -> Result<(), RuntimeError> {
+    let here = upper.join(rel);
+    let entries =
+        rustix::fs::Dir::read_from(&dir).map_err(|e| RuntimeError::io("read directory", &here)(e.into()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| RuntimeError::io("read directory", &here)(e.into()))?;
+        let bytes = entry.file_name().to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let name = rel.join(std::ffi::OsStr::from_bytes(bytes));
+        let path = upper.join(&name);
+        let io = |op| move |e: rustix::io::Errno| RuntimeError::io(op, &path)(e.into());
+        let fd = rustix::fs::openat(
+            &dir,
+            entry.file_name(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        let fd = match fd {
+            Ok(fd) => fd,
+            // Gone since the listing: the container's change, not an error.
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(io("open")(e)),
+        };
+        let found = std::fs::File::from(fd);
+        let meta = found
+            .metadata()
+            .map_err(RuntimeError::io("stat", &upper.join(&name)))?;
+        let kind = meta.file_type();
+        if kind.is_char_device() && meta.rdev() == 0 {
+            deleted.push(name.to_string_lossy().into_owned());
+            continue;
+        }
+        if kind.is_socket() {
+            continue;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        let path = upper.join(&name);
+        let archived = if kind.is_symlink() {
+            let target = rustix::fs::readlinkat(&found, c"", Vec::new()).map_err(io("read link"))?;
+            let target = std::ffi::OsStr::from_bytes(target.as_bytes());
+            tar.append_link(&mut header, &name, target)
+        } else if kind.is_file() {
+            // Exactly the size the header announces, however the file
+            // changes while it is read.
+            let size = meta.len();
+            let data = reopen(&found, OFlags::RDONLY).map_err(io("open"))?;
+            let data = data.take(size).chain(std::io::repeat(0)).take(size);
+            tar.append_data(&mut header, &name, data)
+        } else if kind.is_dir() {
+            let sub = reopen(&found, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io("open"))?;
+            tar.append_data(&mut header, &name, std::io::empty())
+                .map_err(RuntimeError::io("archive", &path))?;
+            archive_dir(tar, upper, sub.into(), &name, deleted)?;
+            continue;
+        } else {
+            // Fifos and device nodes: their header is all there is.
+            tar.append_data(&mut header, &name, std::io::empty())
+        };
+        archived.map_err(RuntimeError::io("archive", &path))?;
+    }
+    Ok(())
+}
+
+/// Opens the inode `found` (an `O_PATH` fd) is, for reading.
+fn reopen(found: &std::fs::File, flags: OFlags) -> Result<std::fs::File, rustix::io::Errno> {
+    let proc_path = format!("/proc/self/fd/{}", found.as_raw_fd());
+    rustix::fs::open(proc_path.as_str(), flags | OFlags::CLOEXEC, Mode::empty()).map(std::fs::File::from)
 }
 
 fn nanos_to_time(nanos: i64) -> time::OffsetDateTime {
@@ -231,4 +303,78 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rootfs_diff_archives_links_as_links_and_nothing_they_point_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upper, host) = (dir.path().join("upper"), dir.path().join("host"));
+        std::fs::create_dir_all(upper.join("var/lib")).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("shadow"), b"secret").unwrap();
+        std::fs::write(upper.join("var/lib/data"), b"mine").unwrap();
+        // What a directory swapped for a link looks like to the walk.
+        std::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(host.join("shadow"), upper.join("var/passwd")).unwrap();
+        let whiteout = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            upper.join("gone"),
+            rustix::fs::FileType::CharacterDevice,
+            Mode::from_raw_mode(0o600),
+            0,
+        );
+        let dest = dir.path().join("diff.tar");
+        let deleted = write_rootfs_diff(&upper, &dest).unwrap();
+        if whiteout.is_ok() {
+            assert_eq!(deleted, ["gone"]);
+        }
+
+        let mut seen = Vec::new();
+        let mut tar = tar::Archive::new(std::fs::File::open(&dest).unwrap());
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let link = e.link_name().unwrap().map(|l| l.display().to_string());
+            let mut data = String::new();
+            e.read_to_string(&mut data).unwrap();
+            assert!(!data.contains("secret"), "{name}");
+            seen.push((name, e.header().entry_type(), link, data));
+        }
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let host_str = host.display().to_string();
+        let shadow = host.join("shadow").display().to_string();
+        assert_eq!(
+            seen,
+            [
+                ("etc".to_owned(), Symlink, Some(host_str), String::new()),
+                ("var".into(), Directory, None, String::new()),
+                ("var/lib".into(), Directory, None, String::new()),
+                ("var/lib/data".into(), Regular, None, "mine".into()),
+                ("var/passwd".into(), Symlink, Some(shadow), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_upper_is_an_empty_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("diff.tar");
+        assert!(
+            write_rootfs_diff(&dir.path().join("none"), &dest)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            tar::Archive::new(std::fs::File::open(&dest).unwrap())
+                .entries()
+                .unwrap()
+                .count(),
+            0
+        );
+    }
 }
