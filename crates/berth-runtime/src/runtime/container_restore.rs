@@ -24,6 +24,10 @@ use crate::monitor;
 /// Where a container's checkpoint archive is unpacked, in its state dir.
 const RESTORE_DIR: &str = "restore";
 
+/// The most `config.dump`, `spec.dump` or `deleted.files` may hold: they are
+/// read whole into memory, and real ones are a few KiB.
+const MAX_DUMP_SIZE: u64 = 16 << 20;
+
 /// A checkpoint archive as CreateContainer found it.
 #[derive(Clone, Debug)]
 pub struct CheckpointArchive {
@@ -70,10 +74,20 @@ impl CheckpointArchive {
             } else {
                 continue;
             };
+            // Read into memory: an archive names what it likes as its size.
+            let too_big = || bad(format!("{} is larger than {MAX_DUMP_SIZE} bytes", name.display()));
+            if entry.size() > MAX_DUMP_SIZE {
+                return Err(too_big());
+            }
             let mut data = Vec::new();
             entry
+                .by_ref()
+                .take(MAX_DUMP_SIZE + 1)
                 .read_to_end(&mut data)
                 .map_err(|e| bad(format!("read {}: {e}", name.display())))?;
+            if data.len() as u64 > MAX_DUMP_SIZE {
+                return Err(too_big());
+            }
             *slot = Some(data);
         }
         let Some(config) = config.filter(|_| images) else {
@@ -162,7 +176,16 @@ impl Runtime {
             tar.unpack(rootfs).map_err(RuntimeError::io("apply", &diff))?;
         }
         let deleted = dir.join(DELETED_FILES);
-        let list: Vec<String> = match std::fs::read(&deleted) {
+        let list: Vec<String> = match std::fs::File::open(&deleted).and_then(|f| {
+            let mut data = Vec::new();
+            f.take(MAX_DUMP_SIZE + 1).read_to_end(&mut data).map(|_| data)
+        }) {
+            Ok(data) if data.len() as u64 > MAX_DUMP_SIZE => {
+                return Err(RuntimeError::InvalidArgument(format!(
+                    "checkpoint archive {}: {DELETED_FILES} is larger than {MAX_DUMP_SIZE} bytes",
+                    archive.path.display()
+                )));
+            }
             Ok(data) => serde_json::from_slice(&data).map_err(|e| {
                 RuntimeError::InvalidArgument(format!(
                     "checkpoint archive {}: {DELETED_FILES}: {e}",
@@ -366,5 +389,25 @@ mod tests {
             assert!(e.to_string().contains(&format!("{name:?}")), "{name}: {e}");
             assert!(outside.join("victim").exists(), "{name}");
         }
+    }
+
+    #[test]
+    fn an_oversized_dump_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.tar");
+        let big = vec![b' '; MAX_DUMP_SIZE as usize + 1];
+        tar_of(
+            &p,
+            &[
+                ("checkpoint/inventory.img", b"x"),
+                (CONFIG_DUMP, CONFIG),
+                (SPEC_DUMP, &big),
+            ],
+        );
+        let e = CheckpointArchive::open(p.to_str().unwrap()).unwrap_err();
+        assert!(
+            e.to_string().contains(SPEC_DUMP) && e.to_string().contains("larger"),
+            "{e}"
+        );
     }
 }
