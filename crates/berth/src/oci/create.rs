@@ -100,7 +100,7 @@ fn fallback_create(
     resources::check_file_names(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))
         .map_err(|e| anyhow::anyhow!("create container {id}: {e}"))?;
     let cgroups = Cgroups::detect().with_context(|| format!("create container {id}"))?;
-    let control = devices::prepare(bundle, id, &cgroups)?;
+    let control = devices::prepare_spec(&spec, id, &cgroups)?;
     let mut container = libcontainer_create(builder, ctx, args, detach, root, bundle)?;
     if let Err(e) = control.enforce(&container) {
         if let Err(d) = container.delete(true) {

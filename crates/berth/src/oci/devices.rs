@@ -36,6 +36,11 @@ pub enum DeviceControl {
 pub fn prepare(bundle: &Path, id: &str, cgroups: &Cgroups) -> Result<DeviceControl> {
     let spec = Spec::load(bundle.join("config.json"))
         .with_context(|| format!("read the config of container {id}"))?;
+    prepare_spec(&spec, id, cgroups)
+}
+
+/// [`prepare`] for a caller that has loaded the bundle's config already.
+pub fn prepare_spec(spec: &Spec, id: &str, cgroups: &Cgroups) -> Result<DeviceControl> {
     let spec_rules = spec
         .linux()
         .as_ref()
